@@ -1,0 +1,95 @@
+"""Commands that change clusters: start, stop, resize, setup, ssh, sftp, pause, resume, remove-node.
+
+Their options are registered as documented (seed 4.3); each says plainly
+that it is not available yet until the cloud lifecycle, SSH and setup parts
+of elasticcluster land.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+from elasticcluster.exceptions import NotAvailableYet
+
+_COUNT = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z0-9][A-Za-z0-9_-]*)\s*$")
+
+
+def node_counts(text: str) -> dict[str, int]:
+    """Parse ``N1:KIND1[,N2:KIND2,...]`` (``--nodes``, ``-a``, ``-r``)."""
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        match = _COUNT.match(part)
+        if not match:
+            raise argparse.ArgumentTypeError(
+                f"'{part.strip()}' is not N:KIND (expected e.g. 10:compute or 1:frontend,4:compute)")
+        counts[match.group(2)] = counts.get(match.group(2), 0) + int(match.group(1))
+    return counts
+
+
+def _not_yet(what: str):
+    def run(args):
+        raise NotAvailableYet(f"elasticcluster {args.command}: not available yet in this version "
+                              f"({what}); available now: list-templates, list, list-nodes")
+    return run
+
+
+_CLOUD = "it needs the cloud lifecycle"
+_SSH = "it needs the SSH and setup support"
+
+
+def register(subparsers, common) -> None:
+    p = subparsers.add_parser("start", parents=[common], help="create a cluster from a template")
+    p.add_argument("cluster", help="name of a [cluster/NAME] template")
+    p.add_argument("-n", "--name", dest="cluster_name", metavar="CLUSTER_NAME",
+                   help="name of the new cluster (default: the template's name)")
+    p.add_argument("--nodes", type=node_counts, metavar="N1:KIND1[,N2:KIND2,...]",
+                   help="start these numbers of nodes instead of the template's")
+    p.add_argument("--no-setup", action="store_true", help="do not run the setup step")
+    p.add_argument("-p", "--max-concurrent-requests", type=int, metavar="N",
+                   help="create at most N nodes at the same time")
+    p.set_defaults(func=_not_yet(_CLOUD))
+
+    p = subparsers.add_parser("stop", parents=[common], help="terminate a cluster's nodes and forget it")
+    p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("--force", action="store_true", help="carry on past errors and remove the state anyway")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--wait", action="store_true", help="wait until every node is terminated")
+    p.set_defaults(func=_not_yet(_CLOUD))
+
+    p = subparsers.add_parser("resize", parents=[common], help="add or remove nodes")
+    p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("-a", "--add", type=node_counts, metavar="N1:KIND1[,N2:KIND2]", help="nodes to add")
+    p.add_argument("-r", "--remove", type=node_counts, metavar="N1:KIND1[,N2:KIND2]",
+                   help="nodes to remove")
+    p.add_argument("--no-setup", action="store_true", help="do not run the setup step afterwards")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=_not_yet(_CLOUD))
+
+    p = subparsers.add_parser("remove-node", parents=[common], help="terminate one node of a cluster")
+    p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("node", help="name of the node, e.g. compute002")
+    p.add_argument("--no-setup", action="store_true", help="do not run the setup step afterwards")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=_not_yet(_CLOUD))
+
+    for name, text in (("pause", "stop a cluster's nodes without terminating them"),
+                       ("resume", "start the nodes of a paused cluster again")):
+        p = subparsers.add_parser(name, parents=[common], help=text)
+        p.add_argument("cluster", help="name of a started cluster")
+        p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.set_defaults(func=_not_yet(_CLOUD))
+
+    p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again")
+    p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("extra", nargs=argparse.REMAINDER, metavar="-- ANSIBLE_ARGS",
+                   help="arguments after -- go to ansible-playbook")
+    p.set_defaults(func=_not_yet(_SSH))
+
+    for name, text in (("ssh", "connect to the frontend (or -n NODE) with ssh"),
+                       ("sftp", "open an SFTP session to the frontend (or -n NODE)")):
+        p = subparsers.add_parser(name, parents=[common], help=text)
+        p.add_argument("cluster", help="name of a started cluster")
+        p.add_argument("-n", "--node", metavar="NODE", help="connect to this node instead of the frontend")
+        p.add_argument("extra", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                       help=f"arguments after -- go to {name}")
+        p.set_defaults(func=_not_yet(_SSH))

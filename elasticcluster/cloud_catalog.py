@@ -1,0 +1,137 @@
+"""The cloud families elasticcluster knows, read from the mapping files in ``drivers/``.
+
+Each ``drivers/<family>.toml`` names the ``provider`` values it answers to, the
+libcloud driver to use (``libcloud = "ec2"``, or ``driver = "module:Class"`` for
+one libcloud does not ship) and, per config key: its type, whether it is
+required or secret, environment variables that may supply it, the driver
+argument it becomes (``arg``), deprecated names and obsolete keys.
+
+A ``provider`` with no mapping file is looked up in libcloud's own list of
+compute providers; its keys then go to the driver as they are.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+
+from elasticcluster.resources import bundled_dir
+
+#: keys of a cloud section that every provider accepts
+COMMON_KEYS = ("provider", "driver")
+
+_SECRET_NAME = re.compile(r"(^key$|secret|password|passwd|token|credential)", re.I)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str
+    type: str = "string"
+    required: bool = False
+    secret: bool = False
+    default: object = None
+    env: tuple[str, ...] = ()
+    arg: str | None = None
+    allowed: tuple[str, ...] = ()
+    values: dict = field(default_factory=dict, hash=False)
+    deprecated: tuple[str, ...] = ()
+    obsolete: str | None = None
+    describe: str = ""
+
+
+@dataclass(frozen=True)
+class CloudFamily:
+    """What one ``drivers/*.toml`` file says (or a pass-through libcloud provider)."""
+
+    name: str
+    names: tuple[str, ...]
+    libcloud: str | None = None
+    driver: str | None = None
+    describe: str = ""
+    keys: dict[str, KeySpec] = field(default_factory=dict, hash=False)
+    passthrough: bool = False
+
+    def renamed(self) -> dict[str, str]:
+        """Deprecated key name -> current name."""
+        return {old: spec.name for spec in self.keys.values() for old in spec.deprecated}
+
+    def is_secret(self, key: str) -> bool:
+        spec = self.keys.get(key)
+        if spec is not None:
+            return spec.secret
+        return bool(_SECRET_NAME.search(key))
+
+
+def _load_family(path) -> CloudFamily:
+    with open(path, "rb") as stream:
+        data = tomllib.load(stream)
+    head = data.get("provider", {})
+    keys = {}
+    for name, spec in data.get("keys", {}).items():
+        keys[name] = KeySpec(
+            name=name,
+            type=spec.get("type", "string"),
+            required=spec.get("required", False),
+            secret=spec.get("secret", False),
+            default=spec.get("default"),
+            env=tuple(spec.get("env", ())),
+            arg=spec.get("arg"),
+            allowed=tuple(spec.get("allowed", ())),
+            values=dict(spec.get("values", {})),
+            deprecated=tuple(spec.get("deprecated", ())),
+            obsolete=spec.get("obsolete"),
+            describe=spec.get("describe", ""),
+        )
+    return CloudFamily(
+        name=path.stem,
+        names=tuple(head["names"]),
+        libcloud=head.get("libcloud"),
+        driver=head.get("driver"),
+        describe=head.get("describe", ""),
+        keys=keys,
+    )
+
+
+@cache
+def mapped_families() -> dict[str, CloudFamily]:
+    """provider name -> family, for every mapping file in ``drivers/``."""
+    by_name: dict[str, CloudFamily] = {}
+    for path in sorted(bundled_dir("drivers").glob("*.toml")):
+        family = _load_family(path)
+        for name in family.names:
+            by_name[name] = family
+    return by_name
+
+
+@cache
+def libcloud_providers() -> frozenset[str]:
+    """The compute provider names of the installed libcloud (imports libcloud)."""
+    from libcloud.compute.providers import DRIVERS
+
+    return frozenset(str(name) for name in DRIVERS)
+
+
+def family_for(provider: str, driver: str | None = None) -> CloudFamily | None:
+    """The family of ``provider``, or None when neither we nor libcloud know it.
+
+    ``driver = module:Class`` in the cloud section makes any provider name a
+    pass-through family registered with libcloud at run time.
+    """
+    families = mapped_families()
+    if provider in families and not driver:
+        return families[provider]
+    if driver:
+        return CloudFamily(name=provider, names=(provider,), driver=driver, passthrough=True)
+    if provider in libcloud_providers():
+        return CloudFamily(name=provider, names=(provider,), libcloud=provider, passthrough=True)
+    return None
+
+
+def known_provider_names() -> list[str]:
+    return sorted(set(mapped_families()) | libcloud_providers())
+
+
+def close_provider_names(provider: str) -> list[str]:
+    return difflib.get_close_matches(provider, known_provider_names(), n=3, cutoff=0.6)

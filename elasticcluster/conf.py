@@ -1,0 +1,64 @@
+"""The seed's ``Configurator``: the configuration plus factories that use it (seed 4.5.3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from elasticcluster.cluster import Cluster, check_cluster_name
+from elasticcluster.config import Config, load_config
+from elasticcluster.exceptions import ClusterExists, ConfigurationError, NotAvailableYet
+from elasticcluster.repository import DEFAULT_STORAGE_PATH, AbstractClusterRepository, DiskRepository
+
+
+class Configurator:
+    """Keeps the configuration and builds clusters and providers from it."""
+
+    def __init__(self, config: Config, storage_path: str | Path | None = None,
+                 repository: AbstractClusterRepository | None = None):
+        self.config = config
+        self.storage_path = Path(storage_path or DEFAULT_STORAGE_PATH).expanduser()
+        self.repository = repository or DiskRepository(self.storage_path)
+
+    @classmethod
+    def fromConfig(cls, configfile: str | Path, storage_path: str | Path | None = None) -> "Configurator":
+        """Read, validate and link ``configfile`` (and ``configfile.d/*.conf``)."""
+        return cls(load_config(configfile), storage_path)
+
+    def create_cluster(self, template: str, name: str | None = None,
+                       node_counts: dict[str, int] | None = None) -> Cluster:
+        """A new, not yet started cluster from ``template`` (named after it unless ``name``)."""
+        spec = self.config.template(template)
+        if node_counts:
+            spec = spec.with_node_counts(node_counts)
+        name = name or template
+        try:
+            check_cluster_name(name)
+        except ValueError as err:
+            raise ConfigurationError(str(err)) from None
+        if isinstance(self.repository, DiskRepository) and self.repository.path_for(name).exists():
+            raise ClusterExists(f"a cluster named '{name}' is already stored in {self.storage_path}; "
+                                "choose another name with -n NAME, or stop it first")
+        login = spec.login
+        cluster = Cluster(
+            name, user_key_name=login["user_key_name"], user_key_public=login["user_key_public"],
+            user_key_private=login["user_key_private"], repository=self.repository,
+            template=spec.name, cloud=spec.cloud_name, provider=spec.provider,
+            login=spec.login_name, setup_name=spec.setup_name, ssh_to=spec.ssh_to,
+        )
+        for kind, node in sorted(spec.kinds.items()):
+            extra = dict(node.extra)
+            image_user = extra.pop("image_user", None) or spec.logins[node.login]["image_user"]
+            cluster.add_nodes(
+                kind, node.count, node.image_id, image_user, node.flavor, node.security_group,
+                node.image_userdata, network_ids=list(node.network_ids), login=node.login, **extra)
+        return cluster
+
+    def load_cluster(self, cluster_name: str) -> Cluster:
+        return self.repository.get(cluster_name)
+
+    def create_cloud_provider(self, cluster_template: str):
+        self.config.template(cluster_template)
+        raise NotAvailableYet("cloud providers are not available yet in this version")
+
+    def create_setup_provider(self, cluster_template: str, name: str | None = None):
+        self.config.template(cluster_template)
+        raise NotAvailableYet("setup providers are not available yet in this version")

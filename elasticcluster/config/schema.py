@@ -1,0 +1,259 @@
+"""One cerberus schema per section type, plus one per cloud family.
+
+``check_section`` validates a section's raw strings: it converts values to
+their types, fills defaults, renames deprecated keys (with a warning), warns
+about unknown keys and returns one message per problem, each naming the
+file, line, section and key, what is wrong and what is expected.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+import cerberus
+
+from elasticcluster.config.reader import Section
+
+log = logging.getLogger("elasticcluster")
+
+_TRUE = {"yes", "true", "on", "1", "y"}
+_FALSE = {"no", "false", "off", "0", "n"}
+
+KIND = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+class _Validator(cerberus.Validator):
+    """cerberus with the coercions config values need."""
+
+    def _normalize_coerce_integer(self, value):
+        return int(str(value).strip())
+
+    def _normalize_coerce_number(self, value):
+        return float(str(value).strip())
+
+    def _normalize_coerce_boolean(self, value):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("not a yes/no value")
+
+    def _normalize_coerce_path(self, value):
+        return os.path.expanduser(str(value).strip())
+
+    def _normalize_coerce_strip(self, value):
+        return str(value).strip()
+
+    def _normalize_coerce_list(self, value):
+        if isinstance(value, list):
+            return value
+        return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def _rule(kind: str, expect: str, **extra) -> dict:
+    """A schema rule for a value of ``kind`` (string, integer, boolean, ...)."""
+    base = {
+        "string": {"type": "string", "coerce": "strip"},
+        "url": {"type": "string", "coerce": "strip", "regex": r"[A-Za-z][A-Za-z0-9+.-]*://\S+"},
+        "path": {"type": "string", "coerce": "path", "empty": False},
+        "integer": {"type": "integer", "coerce": "integer"},
+        "number": {"type": "float", "coerce": "number"},
+        "boolean": {"type": "boolean", "coerce": "boolean"},
+        "list": {"type": "list", "coerce": "list"},
+        "any": {},
+    }[kind]
+    return {**base, **extra, "meta": {"expect": expect}}
+
+
+_NAME = "a section name"
+_NODE_KEYS = {
+    "image_id": _rule("string", "the id (or name) of a machine image", empty=False),
+    "flavor": _rule("string", "an instance type / flavor / size name", empty=False),
+    "security_group": _rule("string", "a security group name"),
+    "image_userdata": _rule("string", "a script run as root at first boot (may be empty)"),
+    "network_ids": _rule("list", "a comma-separated list of network ids"),
+    "login": _rule("string", "the name of a [login/NAME] section", empty=False),
+    "image_user": _rule("string", "the user to log in as"),
+    "boot_disk_type": _rule("string", "a disk type of the cloud"),
+    "boot_disk_size": _rule("integer", "a size in GB", min=1),
+    "accelerator_type": _rule("string", "an accelerator (GPU) type of the cloud"),
+    "accelerator_count": _rule("integer", "a whole number, 0 or more", min=0),
+    "location": _rule("string", "a location / availability zone of the cloud"),
+    "availability_zone": _rule("string", "an availability zone of the cloud"),
+}
+
+FIXED = {
+    "login": {
+        "image_user": _rule("string", "the user the image lets you log in as", required=True, empty=False),
+        "image_user_sudo": _rule("string", "the administrator's login name (usually root)", default="root"),
+        "image_sudo": _rule("boolean", "yes or no", default=True),
+        "user_key_name": _rule("string", "the name of the key pair on the cloud", required=True,
+                               empty=False),
+        "user_key_private": _rule("path", "the path of your SSH private key", required=True),
+        "user_key_public": _rule("path", "the path of the matching .pub file", required=True),
+        "ssh_proxy_command": _rule("string", "an ssh ProxyCommand"),
+        "ssh_port": _rule("integer", "a TCP port number", min=1, max=65535, default=22),
+    },
+    "setup": {
+        "provider": _rule("string", "ansible", allowed=["ansible"], default="ansible"),
+        "playbook_path": _rule("path", "the path of an Ansible playbook"),
+        "ssh_pipelining": _rule("boolean", "yes or no", default=True),
+    },
+    "cluster": {
+        "cloud": _rule("string", "the name of a [cloud/NAME] section", required=True, empty=False),
+        "login": _rule("string", "the name of a [login/NAME] section", required=True, empty=False),
+        "setup_provider": _rule("string", "the name of a [setup/NAME] section", required=True,
+                                empty=False),
+        "ssh_to": _rule("string", "a node kind of this cluster, e.g. frontend"),
+        "startup_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=600),
+        "ssh_probe_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=5),
+        "thread_pool_max_size": _rule("integer", "a whole number, 1 or more", min=1, default=10),
+        **_NODE_KEYS,
+    },
+    "node": dict(_NODE_KEYS),
+}
+
+PATTERNS = {
+    "setup": [
+        (re.compile(rf"^({KIND})_groups$"), _rule("list", "a comma-separated list of Ansible groups")),
+        (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
+        (re.compile(rf"^({KIND})_var_(\w+)$"), _rule("any", "a value")),
+        (re.compile(r"^ansible_\w+$"), _rule("string", "an Ansible setting")),
+    ],
+    "cluster": [
+        (re.compile(rf"^({KIND})_min_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
+        (re.compile(rf"^({KIND})_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
+        (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
+    ],
+    "node": [],
+    "login": [],
+}
+
+RENAMED = {
+    "cluster": {"setup": "setup_provider"},
+    "node": {},
+    "login": {},
+    "setup": {},
+}
+
+OBSOLETE = {
+    "cluster": {"frontend_class": "node kinds need no class; the kind is the prefix of KIND_nodes"},
+}
+
+
+@dataclass
+class Checked:
+    """A validated section: typed values, and what was wrong."""
+
+    values: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def cloud_schema(family) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """Schema, renamed keys and obsolete keys for a cloud family."""
+    schema = {
+        "provider": _rule("string", "a cloud provider name", required=True),
+        "driver": _rule("string", "module:Class of a libcloud NodeDriver",
+                        regex=r"[\w.]+:\w+"),
+    }
+    obsolete = {}
+    for spec in family.keys.values():
+        if spec.obsolete:
+            obsolete[spec.name] = spec.obsolete
+            continue
+        extra = {}
+        if spec.allowed:
+            extra["allowed"] = list(spec.allowed)
+        if spec.default is not None:
+            extra["default"] = spec.default
+        if spec.required:
+            extra["required"] = True
+        schema[spec.name] = _rule(spec.type, spec.describe or f"a {spec.type}", **extra)
+    return schema, family.renamed(), obsolete
+
+
+def check_section(section: Section, schema: dict, patterns=(), renamed=None, obsolete=None,
+                  is_secret=lambda key: False, passthrough: bool = False,
+                  env_fallback: dict[str, tuple[str, ...]] | None = None) -> Checked:
+    """Validate ``section`` against ``schema`` (+ keys matching ``patterns``)."""
+    checked = Checked(problems=list(section.problems))
+    document = dict(section.values)
+    for old, new in (renamed or {}).items():
+        if old in document:
+            log.warning("%s: key '%s' is deprecated; write '%s' instead",
+                        section.locate(old), old, new)
+            if new in document:
+                log.warning("%s: both '%s' and '%s' are given; '%s' is used",
+                            section.locate(old), old, new, new)
+                document.pop(old)
+            else:
+                document[new] = document.pop(old)
+                section.where[new] = section.where.get(old, section.header)
+    for key, why in (obsolete or {}).items():
+        if key in document:
+            document.pop(key)
+            log.warning("%s: key '%s' is no longer used (%s); ignored", section.locate(key), key, why)
+    for key, names in (env_fallback or {}).items():
+        if key not in document:
+            for name in names:
+                if os.environ.get(name):
+                    document[key] = os.environ[name]
+                    section.from_env.add(key)
+                    break
+    full = dict(schema)
+    for key in document:
+        if key in full:
+            continue
+        for pattern, rule in patterns:
+            if pattern.match(key):
+                full[key] = rule
+                break
+        else:
+            if passthrough:
+                full[key] = _rule("string", "a value")
+    for key in [k for k in document if k not in full]:
+        document.pop(key)
+        hint = difflib.get_close_matches(key, list(schema), n=1)
+        log.warning("%s: unknown key '%s' ignored%s", section.locate(key), key,
+                    f" (did you mean '{hint[0]}'?)" if hint else "")
+    validator = _Validator(full)
+    if validator.validate(document):
+        checked.values = validator.document
+        return checked
+    checked.values = validator.document
+    for key, node in sorted(validator.document_error_tree.descendants.items()):
+        checked.problems.append(_message(section, key, node.errors, full.get(key, {}),
+                                         document.get(key), is_secret(key), env_fallback))
+    return checked
+
+
+def _message(section: Section, key: str, errors, rule: dict, value, secret: bool,
+             env_fallback) -> str:
+    expect = rule.get("meta", {}).get("expect", "a valid value")
+    codes = {error.code: error for error in errors}
+    if 0x02 in codes:
+        names = (env_fallback or {}).get(key)
+        also = f" (or set {' or '.join(names)})" if names else ""
+        return f"{section.locate()}: required key '{key}' is missing; expected {expect}{also}"
+    if 0x61 in codes or 0x24 in codes:
+        what = "cannot be read"
+    elif 0x42 in codes:
+        what = f"is below the minimum {codes[0x42].constraint}"
+    elif 0x43 in codes:
+        what = f"is above the maximum {codes[0x43].constraint}"
+    elif 0x44 in codes:
+        what = "is not one of " + ", ".join(map(str, codes[0x44].constraint))
+    elif 0x41 in codes:
+        what = "does not have the expected form"
+    elif 0x22 in codes:
+        what = "is empty"
+    else:
+        what = "is not valid"
+    shown = "***" if secret or key in section.from_env else repr(value)
+    return f"{section.locate(key)} = {shown} {what}; expected {expect}"

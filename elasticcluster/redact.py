@@ -1,0 +1,30 @@
+"""Keep secrets out of logs: every registered secret value is masked in log records."""
+from __future__ import annotations
+
+import logging
+
+_SECRETS: set[str] = set()
+
+
+def register_secrets(values) -> None:
+    """Remember ``values`` (cloud keys, passwords) so that logs never show them."""
+    _SECRETS.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that formats each record and masks registered secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            record.msg = redact(record.getMessage())
+            record.args = None
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+        return True
