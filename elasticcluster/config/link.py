@@ -199,9 +199,10 @@ class _Linker:
         if section is None:
             defined = sorted(n for (t, n) in self.raw.sections if t == type_)
             close = difflib.get_close_matches(value, defined, n=1)
-            hint = (f"did you mean '{close[0]}'?" if close else
-                    f"defined: {', '.join(defined)}" if defined else f"there is no [{type_}/...] section")
-            problems.append(f"{cluster.locate(key)} = {value!r}: there is no [{type_}/{value}] section; {hint}")
+            hint = (f"; did you mean '{close[0]}'?" if close else
+                    f"; defined: {', '.join(defined)}" if defined else
+                    f" (no [{type_}/NAME] section is defined: add one, e.g. in a file of config.d/)")
+            problems.append(f"{cluster.locate(key)} = {value!r}: there is no [{type_}/{value}] section{hint}")
         return section
 
     # -- one template -------------------------------------------------------

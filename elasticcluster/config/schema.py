@@ -106,6 +106,7 @@ FIXED = {
         "ssh_pipelining": _rule("boolean", "yes or no", default=True),
     },
     "cluster": {
+        **_NODE_KEYS,
         "cloud": _rule("string", "the name of a [cloud/NAME] section", required=True, empty=False),
         "login": _rule("string", "the name of a [login/NAME] section", required=True, empty=False),
         "setup_provider": _rule("string", "the name of a [setup/NAME] section", required=True,
@@ -114,7 +115,6 @@ FIXED = {
         "startup_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=600),
         "ssh_probe_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=5),
         "thread_pool_max_size": _rule("integer", "a whole number, 1 or more", min=1, default=10),
-        **_NODE_KEYS,
     },
     "node": dict(_NODE_KEYS),
 }
