@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from elasticcluster.resources import bundled_dir
@@ -52,6 +52,16 @@ class CloudFamily:
     describe: str = ""
     keys: dict[str, KeySpec] = field(default_factory=dict, hash=False)
     passthrough: bool = False
+    #: constant arguments of the driver's constructor
+    constructor: dict = field(default_factory=dict, hash=False)
+    #: our create parameters (key_name, userdata, tags, ...) -> the driver's ``create_node`` argument
+    create: dict = field(default_factory=dict, hash=False)
+    #: where a libcloud Node's ``extra`` keeps tags, client token, ...
+    node_fields: dict = field(default_factory=dict, hash=False)
+    #: driver methods that list, create and open security groups (absent: not managed)
+    security_group: dict = field(default_factory=dict, hash=False)
+    #: driver methods that allocate, attach and release floating IPs
+    floating_ip: dict = field(default_factory=dict, hash=False)
 
     def renamed(self) -> dict[str, str]:
         """Deprecated key name -> current name."""
@@ -91,6 +101,11 @@ def _load_family(path) -> CloudFamily:
         driver=head.get("driver"),
         describe=head.get("describe", ""),
         keys=keys,
+        constructor=dict(data.get("constructor", {})),
+        create=dict(data.get("create", {})),
+        node_fields=dict(data.get("nodes", {})),
+        security_group=dict(data.get("security_group", {})),
+        floating_ip=dict(data.get("floating_ip", {})),
     )
 
 
@@ -116,12 +131,15 @@ def libcloud_providers() -> frozenset[str]:
 def family_for(provider: str, driver: str | None = None) -> CloudFamily | None:
     """The family of ``provider``, or None when neither we nor libcloud know it.
 
-    ``driver = module:Class`` in the cloud section makes any provider name a
-    pass-through family registered with libcloud at run time.
+    ``driver = module:Class`` in the cloud section registers that class with
+    libcloud at run time: for a mapped provider it replaces the family's
+    driver (keys are mapped as usual), for any other name it makes a
+    pass-through family.
     """
     families = mapped_families()
-    if provider in families and not driver:
-        return families[provider]
+    if provider in families:
+        family = families[provider]
+        return replace(family, driver=driver, libcloud=None) if driver else family
     if driver:
         return CloudFamily(name=provider, names=(provider,), driver=driver, passthrough=True)
     if provider in libcloud_providers():

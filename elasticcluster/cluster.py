@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 #: cluster names become file names in the storage folder
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
-_NODE_NAME_RE = re.compile(r"^(?P<kind>.+?)(?P<index>\d{3,})$")
+_INDEX_RE = re.compile(r"[0-9]{3,}")
 
 
 def check_cluster_name(name: str) -> str:
-    if not CLUSTER_NAME_RE.match(name or ""):
+    if not CLUSTER_NAME_RE.fullmatch(name or ""):
         raise ValueError(
             f"invalid cluster name {name!r}: expected letters, digits, '.', '_', '+' or '-' "
             "(starting with a letter or digit, at most 100 characters)")
@@ -124,10 +124,12 @@ class Cluster:
                  security_group: str | None, image_userdata: str = "", name: str | None = None,
                  **extra) -> Node:
         """Add a (not yet started) node of ``kind``; its name is ``KINDnnn`` unless given."""
-        if not KIND_RE.match(kind or ""):
+        if not KIND_RE.fullmatch(kind or ""):
             raise ValueError(f"invalid node kind {kind!r}: expected letters, digits, '-' or '_'")
         if name is None:
-            name = f"{kind}{self._next_index(kind):03d}"
+            index = self._next_index(kind)
+            name = f"{kind}{index:03d}"
+            self.extra.setdefault("last_index", {})[kind] = index
         elif any(n.name == name for n in self.get_all_nodes()):
             raise ValueError(f"cluster {self.name} already has a node named {name}")
         known = {f for f in Node.__dataclass_fields__}
@@ -146,11 +148,13 @@ class Cluster:
                               **extra) for _ in range(num)]
 
     def _next_index(self, kind: str) -> int:
-        used = [0]
+        """One more than any index this kind ever had (names of removed nodes are not reused)."""
+        used = [int((self.extra.get("last_index") or {}).get(kind, 0))]
         for node in self.nodes.get(kind, []):
-            match = _NODE_NAME_RE.match(node.name)
-            if match and match.group("kind") == kind:
-                used.append(int(match.group("index")))
+            # the index is what follows the kind, so kinds ending in digits (gpu2) work too
+            index = node.name[len(kind):] if node.name.startswith(kind) else ""
+            if _INDEX_RE.fullmatch(index):
+                used.append(int(index))
         return max(used) + 1
 
     def remove_node(self, node: Node) -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from elasticcluster.cluster import Cluster, check_cluster_name
 from elasticcluster.config import Config, load_config
-from elasticcluster.exceptions import ClusterExists, ConfigurationError, NotAvailableYet
+from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError,
+                                       ElasticClusterError, NotAvailableYet)
 from elasticcluster.repository import DEFAULT_STORAGE_PATH, AbstractClusterRepository, DiskRepository
 
 
@@ -34,7 +35,7 @@ class Configurator:
             check_cluster_name(name)
         except ValueError as err:
             raise ConfigurationError(str(err)) from None
-        if isinstance(self.repository, DiskRepository) and self.repository.path_for(name).exists():
+        if self._is_stored(name):
             raise ClusterExists(f"a cluster named '{name}' is already stored in {self.storage_path}; "
                                 "choose another name with -n NAME, or stop it first")
         login = spec.login
@@ -43,6 +44,7 @@ class Configurator:
             user_key_private=login["user_key_private"], repository=self.repository,
             template=spec.name, cloud=spec.cloud_name, provider=spec.provider,
             login=spec.login_name, setup_name=spec.setup_name, ssh_to=spec.ssh_to,
+            min_nodes={kind: node.min_count for kind, node in spec.kinds.items()},
         )
         for kind, node in sorted(spec.kinds.items()):
             extra = dict(node.extra)
@@ -52,12 +54,27 @@ class Configurator:
                 node.image_userdata, network_ids=list(node.network_ids), login=node.login, **extra)
         return cluster
 
+    def _is_stored(self, name: str) -> bool:
+        """Whether ``name`` is taken in the repository (an unreadable state file counts)."""
+        if isinstance(self.repository, DiskRepository):
+            return self.repository.path_for(name).exists()
+        try:
+            self.repository.get(name)
+        except ClusterNotFound:
+            return False
+        except ElasticClusterError:  # stored, but unreadable
+            pass
+        return True
+
     def load_cluster(self, cluster_name: str) -> Cluster:
         return self.repository.get(cluster_name)
 
-    def create_cloud_provider(self, cluster_template: str):
-        self.config.template(cluster_template)
-        raise NotAvailableYet("cloud providers are not available yet in this version")
+    def create_cloud_provider(self, cluster_template: str, cluster_name: str | None = None):
+        """The CloudProvider of the template's cloud, scoped to ``cluster_name`` (default: the template's)."""
+        from elasticcluster.cloud import provider_for
+
+        spec = self.config.template(cluster_template)
+        return provider_for(self.config, spec.cloud_name, cluster_name or cluster_template)
 
     def create_setup_provider(self, cluster_template: str, name: str | None = None):
         self.config.template(cluster_template)

@@ -73,3 +73,25 @@ class NodeNotFound(ElasticClusterError):
 
 class NotAvailableYet(ElasticClusterError):
     """The command exists but this version cannot do it yet."""
+
+
+class CloudError(ElasticClusterError):
+    """The cloud refused or failed a request (bad credentials, unknown image, ...)."""
+
+
+class QuotaExceeded(CloudError):
+    """The cloud has no room for more nodes (quota, capacity)."""
+
+
+class TransientCloudError(CloudError):
+    """A failure worth retrying (throttling, 5xx, connection reset)."""
+
+
+class StartupTimeout(CloudError):
+    """Nodes did not reach the expected state in time."""
+
+
+class Interrupted(ElasticClusterError):
+    """The user interrupted a command (Ctrl-C, SIGTERM); state was saved."""
+
+    exit_status = 130

@@ -98,8 +98,6 @@ class DiskRepository(AbstractClusterRepository):
 
     def __init__(self, storage_path: str | os.PathLike = DEFAULT_STORAGE_PATH):
         self.storage_path = Path(os.path.expanduser(str(storage_path)))
-        self._held: dict[str, list] = {}  # name -> [fd, thread, depth]
-        self._held_lock = threading.RLock()
 
     def path_for(self, name: str) -> Path:
         return self.storage_path / f"{check_cluster_name(name)}{self.suffix}"
@@ -215,9 +213,9 @@ class DiskRepository(AbstractClusterRepository):
         Waits up to ``timeout`` seconds for another command to finish, then
         raises ClusterLocked naming the process that holds it.
         """
-        key = check_cluster_name(name)
-        with self._held_lock:
-            held = self._held.get(key)
+        key = (str(self.storage_path), check_cluster_name(name))
+        with _HELD_LOCK:
+            held = _HELD.get(key)
             reentered = held is not None and held[1] == threading.get_ident()
             if reentered:
                 held[2] += 1
@@ -225,12 +223,13 @@ class DiskRepository(AbstractClusterRepository):
             try:
                 yield
             finally:
-                with self._held_lock:
+                with _HELD_LOCK:
                     held[2] -= 1
             return
+        self._ensure_folder()  # else mkdir(parents=True) below makes it with the umask's mode
         folder = self.storage_path / ".locks"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        fd = os.open(folder / f"{key[1]}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -248,18 +247,23 @@ class DiskRepository(AbstractClusterRepository):
                     time.sleep(0.05)
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
-            with self._held_lock:
-                self._held[key] = [fd, threading.get_ident(), 1]
+            with _HELD_LOCK:
+                _HELD[key] = [fd, threading.get_ident(), 1]
             try:
                 yield
             finally:
-                with self._held_lock:
-                    del self._held[key]
+                with _HELD_LOCK:
+                    del _HELD[key]
                 os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
+
+#: locks this process holds: (storage folder, cluster) -> [fd, thread, depth]; shared by all
+#: DiskRepository objects, so that two of them on one folder do not wait for each other
+_HELD: dict[tuple[str, str], list] = {}
+_HELD_LOCK = threading.RLock()
 
 #: the seed's name for the disk repository
 ClusterRepository = DiskRepository

@@ -1,14 +1,15 @@
-"""Commands that change clusters: start, stop, resize, setup, ssh, sftp, pause, resume, remove-node.
+"""The argument parsers of the commands that change clusters (seed 4.3).
 
-Their options are registered as documented (seed 4.3); each says plainly
-that it is not available yet until the cloud lifecycle, SSH and setup parts
-of elasticcluster land.
+start, stop, resize, remove-node, pause and resume run in ``commands``;
+setup, ssh and sftp are registered with their documented options and say
+plainly that they are not available yet, until the SSH and setup part lands.
 """
 from __future__ import annotations
 
 import argparse
 import re
 
+from elasticcluster.cli import commands
 from elasticcluster.exceptions import NotAvailableYet
 
 _COUNT = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z0-9][A-Za-z0-9_-]*)\s*$")
@@ -29,11 +30,10 @@ def node_counts(text: str) -> dict[str, int]:
 def _not_yet(what: str):
     def run(args):
         raise NotAvailableYet(f"elasticcluster {args.command}: not available yet in this version "
-                              f"({what}); available now: list-templates, list, list-nodes")
+                              f"({what})")
     return run
 
 
-_CLOUD = "it needs the cloud lifecycle"
 _SSH = "it needs the SSH and setup support"
 
 
@@ -46,15 +46,15 @@ def register(subparsers, common) -> None:
                    help="start these numbers of nodes instead of the template's")
     p.add_argument("--no-setup", action="store_true", help="do not run the setup step")
     p.add_argument("-p", "--max-concurrent-requests", type=int, metavar="N",
-                   help="create at most N nodes at the same time")
-    p.set_defaults(func=_not_yet(_CLOUD))
+                   help="create at most N nodes at the same time (default: thread_pool_max_size, 10)")
+    p.set_defaults(func=commands.start)
 
     p = subparsers.add_parser("stop", parents=[common], help="terminate a cluster's nodes and forget it")
     p.add_argument("cluster", help="name of a started cluster")
     p.add_argument("--force", action="store_true", help="carry on past errors and remove the state anyway")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--wait", action="store_true", help="wait until every node is terminated")
-    p.set_defaults(func=_not_yet(_CLOUD))
+    p.set_defaults(func=commands.stop)
 
     p = subparsers.add_parser("resize", parents=[common], help="add or remove nodes")
     p.add_argument("cluster", help="name of a started cluster")
@@ -63,21 +63,23 @@ def register(subparsers, common) -> None:
                    help="nodes to remove")
     p.add_argument("--no-setup", action="store_true", help="do not run the setup step afterwards")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=_not_yet(_CLOUD))
+    p.add_argument("-p", "--max-concurrent-requests", type=int, metavar="N",
+                   help="create at most N nodes at the same time")
+    p.set_defaults(func=commands.resize)
 
     p = subparsers.add_parser("remove-node", parents=[common], help="terminate one node of a cluster")
     p.add_argument("cluster", help="name of a started cluster")
     p.add_argument("node", help="name of the node, e.g. compute002")
     p.add_argument("--no-setup", action="store_true", help="do not run the setup step afterwards")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=_not_yet(_CLOUD))
+    p.set_defaults(func=commands.remove_node)
 
     for name, text in (("pause", "stop a cluster's nodes without terminating them"),
                        ("resume", "start the nodes of a paused cluster again")):
         p = subparsers.add_parser(name, parents=[common], help=text)
         p.add_argument("cluster", help="name of a started cluster")
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        p.set_defaults(func=_not_yet(_CLOUD))
+        p.set_defaults(func=getattr(commands, name))
 
     p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again")
     p.add_argument("cluster", help="name of a started cluster")

@@ -6,7 +6,7 @@ import logging
 import shlex
 
 from elasticcluster.cli import render
-from elasticcluster.exceptions import ConfigurationError, NotAvailableYet
+from elasticcluster.exceptions import ConfigurationError, UsageError
 
 log = logging.getLogger("elasticcluster")
 
@@ -87,10 +87,17 @@ def list_clusters(args) -> int:
 
 
 def list_nodes(args) -> int:
-    if args.update:
-        raise NotAvailableYet("list-nodes --update: not available yet in this version (it needs the "
-                              "cloud lifecycle); without -u the stored information is shown")
+    from elasticcluster.cluster import check_cluster_name
+
+    try:
+        check_cluster_name(args.cluster)
+    except ValueError as err:
+        raise UsageError(f"list-nodes: {err}") from None
     cluster = _repository(args).get(args.cluster)
+    if args.update:
+        from elasticcluster.cli.commands import refresh
+
+        refresh(args, cluster)
     try:
         frontend = cluster.get_frontend_node().name
     except Exception:  # a cluster with no nodes left still lists

@@ -98,6 +98,17 @@ class ClusterTemplate:
 
 
 @dataclass
+class CloudSpec:
+    """A checked ``[cloud/NAME]`` section."""
+
+    name: str
+    provider: str
+    family: cloud_catalog.CloudFamily | None
+    values: dict
+    problems: list[str]
+
+
+@dataclass
 class Config:
     """The loaded configuration: valid templates and why the others were skipped."""
 
@@ -106,6 +117,18 @@ class Config:
     templates: dict[str, ClusterTemplate]
     skipped: dict[str, list[str]]
     secrets: set[str] = field(default_factory=set)
+    clouds: dict[str, CloudSpec] = field(default_factory=dict)
+
+    def cloud(self, name: str) -> CloudSpec:
+        """The cloud section ``name`` (for clusters already started from it)."""
+        spec = self.clouds.get(name)
+        if spec is None:
+            raise ConfigurationError(
+                f"there is no [cloud/{name}] section in {', '.join(map(str, self.files))} any more; "
+                "put it back to manage the clusters started on it")
+        if spec.problems:
+            raise ConfigurationError(f"[cloud/{name}] has errors", spec.problems)
+        return spec
 
     def template(self, name: str) -> ClusterTemplate:
         if name in self.templates:
@@ -132,6 +155,11 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
     return _Linker(raw, Path(path).expanduser()).link()
 
 
+def _declared_kinds(values: dict) -> set[str]:
+    """Every KIND of a KIND_nodes key, valid count or not (so one bad count is one problem)."""
+    return {k[: -len("_nodes")] for k in values if k.endswith("_nodes") and not k.endswith("_min_nodes")}
+
+
 class _Linker:
     def __init__(self, raw: RawConfig, path: Path):
         self.raw = raw
@@ -155,7 +183,14 @@ class _Linker:
             if kind == "node" and name.split("/")[0] not in templates | skipped:
                 log.warning("%s: there is no [cluster/%s] section for it; ignored",
                             section.locate(), name.split("/")[0])
-        return Config(self.path, self.raw.files, templates, skipped, secrets=self.secrets)
+        clouds = {}
+        for (kind, name), section in self.raw.sections.items():
+            if kind == "cloud":
+                checked, family = self._check_cloud(section)
+                clouds[name] = CloudSpec(name, checked.values.get("provider", ""), family,
+                                         checked.values, checked.problems)
+        return Config(self.path, self.raw.files, templates, skipped, secrets=self.secrets,
+                      clouds=clouds)
 
     # -- sections ---------------------------------------------------------
 
@@ -246,9 +281,10 @@ class _Linker:
             setup = setup_checked.values
         kinds = self._kinds(section, values, setup, setup_sec, logins, problems)
         ssh_to = values.get("ssh_to")
-        if ssh_to and kinds is not None and ssh_to not in kinds:
+        declared = _declared_kinds(values)
+        if ssh_to and declared and ssh_to not in declared:
             problems.append(f"{section.locate('ssh_to')} = {ssh_to!r} is not a node kind of this "
-                            f"cluster; expected one of: {', '.join(sorted(kinds))}")
+                            f"cluster; expected one of: {', '.join(sorted(declared))}")
         problems = list(dict.fromkeys(problems))
         if problems:
             return problems, None
@@ -265,7 +301,7 @@ class _Linker:
         counts = {k[: -len("_nodes")]: v for k, v in values.items()
                   if k.endswith("_nodes") and not k.endswith("_min_nodes") and isinstance(v, int)}
         if not counts:
-            if not any(k.endswith("_nodes") for k in values):
+            if not any(k.endswith("_nodes") and not k.endswith("_min_nodes") for k in values):
                 problems.append(f"{section.locate()}: no KIND_nodes key; expected at least one, "
                                 "e.g. frontend_nodes = 1 and compute_nodes = 2")
             return None
@@ -274,7 +310,8 @@ class _Linker:
             node_sec = self._section("node", f"{section.name}/{kind}")
             node = dict(values)
             if node_sec is not None:
-                node_checked = self._check(node_sec, schema=schema.FIXED["node"])
+                node_checked = self._check(node_sec, schema=schema.FIXED["node"],
+                                           patterns=schema.PATTERNS["node"])
                 problems += node_checked.problems
                 node.update(node_checked.values)
             where = node_sec if node_sec is not None and "image_id" in node_sec.values else section
@@ -312,9 +349,10 @@ class _Linker:
                 image_id=node.get("image_id", ""), flavor=node.get("flavor", ""),
                 security_group=node.get("security_group"), image_userdata=node.get("image_userdata", ""),
                 network_ids=list(node.get("network_ids") or []), vars=kind_vars,
-                extra={k: node[k] for k in NODE_KEYS
-                       if k in node and k not in ("image_id", "flavor", "security_group",
-                                                  "image_userdata", "network_ids", "login")})
+                extra={**{k: node[k] for k in NODE_KEYS
+                          if k in node and k not in ("image_id", "flavor", "security_group",
+                                                     "image_userdata", "network_ids", "login")},
+                       **{k: v for k, v in node.items() if k.startswith("ex_")}})
         for (type_, name), node_sec in self.raw.sections.items():
             owner, _, kind = name.partition("/")
             if type_ == "node" and owner == section.name and kind not in counts:

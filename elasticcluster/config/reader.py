@@ -54,7 +54,9 @@ class Section:
 
     @property
     def title(self) -> str:
-        return f"[{self.type}/{self.name}]"
+        """The header as the user wrote it (a node section is ``[cluster/NAME/KIND]``)."""
+        type_ = "cluster" if self.type == "node" else self.type
+        return f"[{type_}/{self.name}]"
 
     def locate(self, key: str | None = None) -> str:
         """``file:line: [type/name]`` (and ``key`` when given) for messages."""
@@ -299,7 +301,8 @@ def _expand(section: Section, key: str, defaults: dict[str, str], depth: int) ->
     return value
 
 
-_SECRET_KEY = re.compile(r"secret|password|passwd|token", re.I)
+#: same names as ``cloud_catalog.CloudFamily.is_secret`` uses for pass-through providers
+_SECRET_KEY = re.compile(r"(^key$|secret|password|passwd|token|credential)", re.I)
 
 
 def _warn_if_exposed(file: Path, text: str) -> None:

@@ -130,8 +130,11 @@ PATTERNS = {
         (re.compile(rf"^({KIND})_min_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
         (re.compile(rf"^({KIND})_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
         (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
+        (re.compile(r"^ex_\w+$"), _rule("string", "a value for the cloud driver's create_node")),
     ],
-    "node": [],
+    "node": [
+        (re.compile(r"^ex_\w+$"), _rule("string", "a value for the cloud driver's create_node")),
+    ],
     "login": [],
 }
 

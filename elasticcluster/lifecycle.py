@@ -1,0 +1,399 @@
+"""The node lifecycle, the same for every cloud: a short list of verbs.
+
+``prepare`` (key pair, security groups, image and flavor), ``run_instances``
+(create nodes in parallel, write-ahead state), ``wait_instances`` (running,
+with addresses), ``refresh``, ``terminate_instances``, ``stop_instances`` and
+``start_instances`` (pause and resume). Each works on a ``Cluster`` and a
+``CloudProvider``; the differences between clouds live in the provider's
+mapping, never here.
+
+Write-ahead state: every node is saved (state ``creating``, with a client
+token) before its create call, and saved again with its instance id as soon
+as the call returns, so that an interruption at any instant leaves nothing
+``stop`` cannot find; ``stop`` also asks the cloud for the cluster's tags.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+from elasticcluster.cloud import CloudProvider
+from elasticcluster.cluster import Cluster, Node
+from elasticcluster.exceptions import (
+    CloudError,
+    Interrupted,
+    QuotaExceeded,
+    StartupTimeout,
+    TransientCloudError,
+)
+
+log = logging.getLogger("elasticcluster")
+
+#: retries of a transient error, and the first back-off delay (doubled each time)
+RETRIES = 5
+BACKOFF = 0.5
+POLL_INTERVAL = (0.5, 5.0)
+GONE = ("terminated", "missing")
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to show progress (all optional)."""
+
+    event: Callable[[str], None] = lambda message: log.info("%s", message)
+
+
+@dataclass
+class Outcome:
+    """What a lifecycle verb did, node by node."""
+
+    done: list[Node] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt (main thread only), so both stop the same way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def prepare(provider: CloudProvider, cluster: Cluster, nodes: list[Node], public_key: str) -> None:
+    """Everything the create calls need, checked before any node is created."""
+    provider.ensure_key_pair(cluster.user_key_name, public_key)
+    for group in sorted({n.security_group for n in nodes if n.security_group}):
+        provider.ensure_security_group(group)
+    for node in nodes:
+        provider.image(node.image_id)
+        provider.size(node.flavor)
+        provider.check_extra_args(ex_args(node))
+
+
+def ex_args(node: Node) -> dict:
+    return {k: v for k, v in node.extra.items() if k.startswith("ex_")}
+
+
+def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, public_key: str,
+                  max_workers: int, progress: Progress | None = None) -> Outcome:
+    """Create ``nodes`` in parallel (at most ``max_workers`` calls at once)."""
+    progress = progress or Progress()
+    for node in nodes:
+        node.state = "creating"
+        node.extra.setdefault("client_token", f"ec-{uuid.uuid4().hex[:24]}")
+    cluster.save()
+    outcome = Outcome()
+    arguments = {node.name: provider.create_arguments(
+        node, public_key=public_key, key_name=cluster.user_key_name,
+        client_token=node.extra["client_token"], extra=ex_args(node)) for node in nodes}
+    stop = threading.Event()
+    executor = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="create")
+    futures = {executor.submit(_create_with_retries, provider, node, arguments[node.name], stop): node
+               for node in nodes}
+    pending = set(futures)
+    try:
+        with sigterm_as_interrupt():
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        _record(cluster, futures[future], future, outcome, progress)
+            except KeyboardInterrupt:
+                stop.set()
+                _drain(cluster, futures, pending, outcome, progress)
+                raise Interrupted(_interrupted_message(cluster)) from None
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    return outcome
+
+
+def _drain(cluster, futures, pending, outcome, progress) -> None:
+    """After Ctrl-C: cancel what has not started, record what the cloud already answered."""
+    for future in pending:
+        if future.cancel():
+            futures[future].state = "new"
+    cluster.save()
+    running = [f for f in pending if not f.cancelled()]
+    if running:
+        progress.event(f"interrupted: waiting for {len(running)} create call(s) already sent "
+                       "(Ctrl-C again to leave them to `stop`)")
+    try:
+        for future in running:
+            wait([future])
+            _record(cluster, futures[future], future, outcome, progress)
+    except KeyboardInterrupt:
+        pass
+    cluster.save()
+
+
+def _interrupted_message(cluster: Cluster) -> str:
+    created = sum(1 for n in cluster.get_all_nodes() if n.instance_id)
+    return (f"interrupted: {created} node(s) of cluster '{cluster.name}' exist and are recorded. "
+            f"Run `elasticcluster start {cluster.template} -n {cluster.name}` to create the rest, "
+            f"or `elasticcluster stop {cluster.name}` to remove them")
+
+
+def _create_with_retries(provider: CloudProvider, node: Node, kwargs: dict, stop: threading.Event):
+    delay = BACKOFF
+    for attempt in range(RETRIES + 1):
+        if stop.is_set():
+            raise Interrupted("not created: interrupted")
+        try:
+            return provider.create(node, kwargs)
+        except TransientCloudError as err:
+            if attempt == RETRIES:
+                raise
+            log.info("%s: %s; retrying in %.1fs", node.name, err, delay)
+            time.sleep(delay * (1 + random.random() / 2))
+            delay *= 2
+
+
+def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Progress) -> None:
+    error = future.exception()
+    if error is None:
+        instance = future.result()
+        node.instance_id = instance.id
+        update_node(node, instance)
+        if node.state in ("new", "creating"):
+            node.state = "pending"
+        outcome.done.append(node)
+        progress.event(f"created {node.name} ({node.instance_id})")
+    else:
+        node.state = "failed"
+        outcome.failed[node.name] = str(error)
+        if not isinstance(error, Interrupted):
+            progress.event(f"could not create {node.name}: {error}")
+    cluster.save()
+
+
+def update_node(node: Node, instance) -> None:
+    """Copy state and addresses of a libcloud instance onto ``node``."""
+    node.state = str(instance.state).lower() if instance.state is not None else "unknown"
+    node.public_ips = [ip for ip in (instance.public_ips or []) if ip]
+    node.private_ips = [ip for ip in (instance.private_ips or []) if ip]
+    if node.extra.get("floating_ip") and node.extra["floating_ip"] not in node.public_ips:
+        node.public_ips.insert(0, node.extra["floating_ip"])
+    node.preferred_ip = (node.public_ips or node.private_ips or [None])[0]
+
+
+def check_min_nodes(cluster: Cluster, outcome: Outcome, minimums: dict[str, int]) -> None:
+    """Drop nodes that could not be created if each kind keeps its minimum; else fail."""
+    failed = [n for n in cluster.get_all_nodes() if n.name in outcome.failed]
+    if not failed:
+        return
+    short = []
+    for kind, nodes in cluster.nodes.items():
+        alive = sum(1 for n in nodes if n.name not in outcome.failed)
+        if alive < minimums.get(kind, len(nodes)):
+            short.append(f"{kind}: {alive} created, at least {minimums.get(kind, len(nodes))} needed")
+    reasons = sorted(set(outcome.failed.values()))
+    if short:
+        quota = any("quota" in r.lower() or "limit" in r.lower() or "capacity" in r.lower() for r in reasons)
+        cls = QuotaExceeded if quota else CloudError
+        raise cls(f"cluster '{cluster.name}': too few nodes ({'; '.join(short)}): {reasons[0]}. "
+                  f"The nodes created are recorded: `elasticcluster stop {cluster.name}` removes them")
+    for node in failed:
+        cluster.remove_node(node)
+    log.warning("%d node(s) could not be created (%s); carrying on with the minimum the "
+                "configuration allows (KIND_min_nodes)", len(failed), reasons[0])
+    cluster.save()
+
+
+def refresh(provider: CloudProvider, cluster: Cluster) -> list:
+    """Update every node from one listing; returns the instances found for the cluster."""
+    instances = provider.list_instances()
+    by_id = {i.id: i for i in instances}
+    by_name: dict[str, list] = {}
+    for instance in instances:
+        by_name.setdefault(provider.node_name_of(instance), []).append(instance)
+    for node in cluster.get_all_nodes():
+        instance = by_id.get(node.instance_id) if node.instance_id else None
+        if instance is None and not node.instance_id:
+            instance = _adopt(provider, node, by_name.get(node.name, []))
+        if instance is not None:
+            update_node(node, instance)
+        elif node.instance_id:
+            node.state = "missing"
+    return instances
+
+
+def _adopt(provider: CloudProvider, node: Node, candidates: list):
+    """A node whose create call was sent but not answered: find its instance by token or tag."""
+    token = node.extra.get("client_token")
+    alive = [i for i in candidates if str(i.state).lower() not in GONE]
+    for instance in alive:
+        if token and provider.client_token_of(instance) == token:
+            break
+    else:
+        instance = alive[0] if alive else None
+    if instance is not None:
+        node.instance_id = instance.id
+        log.info("%s: found its instance %s on the cloud", node.name, instance.id)
+    return instance
+
+
+def wait_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, timeout: float,
+                   floating_ip: bool = False, progress: Progress | None = None) -> list[Node]:
+    """Wait until ``nodes`` run and have an address; returns those that did not in time."""
+    progress = progress or Progress()
+    deadline = time.monotonic() + timeout
+    interval = POLL_INTERVAL[0]
+    names = {n.name for n in nodes}
+    with sigterm_as_interrupt():
+        try:
+            while True:
+                refresh(provider, cluster)
+                waiting = [n for n in cluster.get_all_nodes() if n.name in names and not _ready(n)]
+                if floating_ip:
+                    _attach_floating_ips(provider, cluster, names)
+                    waiting = [n for n in waiting if not _ready(n)]
+                cluster.save()
+                if not waiting:
+                    progress.event(f"{len(names)} node(s) running")
+                    return []
+                if time.monotonic() >= deadline:
+                    return waiting
+                time.sleep(interval)
+                interval = min(interval * 1.5, POLL_INTERVAL[1])
+        except KeyboardInterrupt:
+            cluster.save()
+            raise Interrupted(f"interrupted while waiting for the nodes of '{cluster.name}' to run; "
+                              f"they are recorded: `elasticcluster stop {cluster.name}` removes them") from None
+
+
+def _ready(node: Node) -> bool:
+    return node.state == "running" and bool(node.preferred_ip)
+
+
+def _attach_floating_ips(provider: CloudProvider, cluster: Cluster, names: set[str]) -> None:
+    for node in cluster.get_all_nodes():
+        if node.name in names and node.state == "running" and not node.public_ips \
+                and not node.extra.get("floating_ip"):
+            instance = _instance(provider, node)
+            if instance is not None:
+                ip = provider.floating_ip(instance)
+                if ip:
+                    node.extra["floating_ip"] = ip
+                    update_node(node, instance)
+
+
+def _instance(provider: CloudProvider, node: Node):
+    for instance in provider.list_instances():
+        if instance.id == node.instance_id:
+            return instance
+    return None
+
+
+def handle_timeout(provider: CloudProvider, cluster: Cluster, late: list[Node], minimums: dict[str, int],
+                   timeout: float) -> None:
+    """Nodes not running in time: terminate and drop them if the minimums allow, else fail."""
+    if not late:
+        return
+    short = []
+    for kind, nodes in cluster.nodes.items():
+        alive = sum(1 for n in nodes if n not in late)
+        if alive < minimums.get(kind, len(nodes)):
+            short.append(kind)
+    if short:
+        raise StartupTimeout(
+            f"cluster '{cluster.name}': {', '.join(n.name for n in late)} not running after "
+            f"{timeout:.0f}s (startup_timeout); the nodes are recorded: "
+            f"`elasticcluster stop {cluster.name}` removes them")
+    terminate_instances(provider, cluster, late, force=True)
+    for node in late:
+        cluster.remove_node(node)
+    cluster.save()
+    log.warning("%s not running after %.0fs: terminated, carrying on without them (KIND_min_nodes)",
+                ", ".join(n.name for n in late), timeout)
+
+
+def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node] | None = None, *,
+                        force: bool = False, max_workers: int = 10, lost: bool = True) -> Outcome:
+    """Terminate ``nodes`` (default: all), plus, when ``lost``, any instance the cloud tags
+    as this cluster's that the state file does not know."""
+    instances = refresh(provider, cluster)
+    nodes = cluster.get_all_nodes() if nodes is None else nodes
+    by_id = {i.id: i for i in instances}
+    targets = [(n.name, by_id[n.instance_id]) for n in nodes if n.instance_id in by_id]
+    if lost:
+        known = {n.instance_id for n in cluster.get_all_nodes() if n.instance_id}
+        for instance in instances:
+            if instance.id not in known and str(instance.state).lower() not in GONE:
+                log.info("instance %s (%s) of cluster '%s' is not in its state file: terminating it",
+                         instance.id, provider.node_name_of(instance), cluster.name)
+                targets.append((provider.node_name_of(instance), instance))
+    targets = [(name, i) for name, i in targets if str(i.state).lower() not in GONE]
+    outcome = Outcome()
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="terminate") as pool:
+        futures = {pool.submit(provider.destroy, instance): (name, instance) for name, instance in targets}
+        for future, (name, instance) in futures.items():
+            try:
+                future.result()
+            except CloudError as err:
+                outcome.failed[name] = str(err)
+    for node in nodes:
+        if node.name not in outcome.failed:
+            node.state = "terminated"
+            outcome.done.append(node)
+    return outcome
+
+
+def wait_terminated(provider: CloudProvider, cluster: Cluster, timeout: float = 600) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [i for i in provider.list_instances() if str(i.state).lower() not in GONE]
+        if not alive:
+            return True
+        time.sleep(2)
+    return False
+
+
+def stop_instances(provider: CloudProvider, cluster: Cluster) -> Outcome:
+    """Pause: stop every node without terminating it."""
+    return _each_instance(provider, cluster, provider.stop, "stopped", "pause")
+
+
+def start_instances(provider: CloudProvider, cluster: Cluster) -> Outcome:
+    """Resume: start every stopped node again."""
+    return _each_instance(provider, cluster, provider.start, "pending", "resume")
+
+
+def _each_instance(provider: CloudProvider, cluster: Cluster, action, state: str, verb: str) -> Outcome:
+    instances = {i.id: i for i in refresh(provider, cluster)}
+    outcome = Outcome()
+    for node in cluster.get_all_nodes():
+        if not node.instance_id:
+            continue
+        instance = instances.get(node.instance_id)
+        if instance is None:
+            outcome.failed[node.name] = "no instance on the cloud"
+            continue
+        try:
+            action(instance)
+        except NotImplementedError:
+            raise CloudError(f"cannot {verb} cluster '{cluster.name}': this cloud's driver "
+                             f"({type(provider.driver).__name__}) cannot stop and start nodes") from None
+        except CloudError as err:
+            outcome.failed[node.name] = str(err)
+            continue
+        node.state = state
+        outcome.done.append(node)
+    cluster.save()
+    return outcome
