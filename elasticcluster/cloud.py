@@ -176,6 +176,8 @@ def _passthrough_args(provider: str, cloud: dict, cls) -> dict:
     given = {k: v for k, v in cloud.items() if k not in ("provider", "driver")}
     unknown = sorted(k for k in given if k not in accepted)
     missing = [k for k in required if k not in given]
+    if not given and not missing:
+        missing = ["at least one of its settings (credentials or endpoint)"]
     if unknown or missing:
         what = []
         if missing:

@@ -207,8 +207,7 @@ def check_min_nodes(cluster: Cluster, outcome: Outcome, minimums: dict[str, int]
     if short:
         quota = any("quota" in r.lower() or "limit" in r.lower() or "capacity" in r.lower() for r in reasons)
         cls = QuotaExceeded if quota else CloudError
-        raise cls(f"cluster '{cluster.name}': too few nodes ({'; '.join(short)}): {reasons[0]}. "
-                  f"The nodes created are recorded: `elasticcluster stop {cluster.name}` removes them")
+        raise cls(f"cluster '{cluster.name}': too few nodes ({'; '.join(short)}): {reasons[0]}")
     for node in failed:
         cluster.remove_node(node)
     log.warning("%d node(s) could not be created (%s); carrying on with the minimum the "
@@ -314,8 +313,7 @@ def handle_timeout(provider: CloudProvider, cluster: Cluster, late: list[Node], 
     if short:
         raise StartupTimeout(
             f"cluster '{cluster.name}': {', '.join(n.name for n in late)} not running after "
-            f"{timeout:.0f}s (startup_timeout); the nodes are recorded: "
-            f"`elasticcluster stop {cluster.name}` removes them")
+            f"{timeout:.0f}s (startup_timeout)")
     terminate_instances(provider, cluster, late, force=True)
     for node in late:
         cluster.remove_node(node)

@@ -138,7 +138,7 @@ def start(args) -> int:
 
         try:
             lifecycle.refresh(provider, cluster)
-            todo = [n for n in cluster.get_all_nodes() if not n.instance_id]
+            todo = _creation_order(cluster, [n for n in cluster.get_all_nodes() if not n.instance_id])
             create_nodes(args, config, template, cluster, todo, provider)
         except ElasticClusterError as err:
             _after_failed_start(repo, cluster, err)
@@ -149,6 +149,11 @@ def start(args) -> int:
     print("The nodes are running. Waiting for SSH and running the setup step are not available "
           "yet in this version: the cluster is not configured.", file=sys.stderr)
     return 0
+
+
+def _creation_order(cluster, nodes):
+    """The frontend kind (ssh_to) first: if the cloud runs out of room, it has what matters most."""
+    return sorted(nodes, key=lambda n: (n.kind != cluster.ssh_to, n.kind, n.name))
 
 
 def _after_failed_start(repo, cluster, err) -> None:

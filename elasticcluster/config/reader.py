@@ -155,7 +155,7 @@ def _parse_file(file: Path):
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigurationError(f"cannot read configuration file {file}: {_reason(err)}") from err
-    lines = text.splitlines()
+    lines = _rename_repeated_sections(file, text.splitlines())
     try:
         obj = ConfigObj(lines, interpolation=False, list_values=False, raise_errors=False,
                         write_empty_values=True)
@@ -188,33 +188,58 @@ def _parse_file(file: Path):
         for sub in section.sections:
             raise ConfigurationError(
                 f"cannot parse configuration file {file}",
-                [f"{file}: [[{sub}]] inside [{head}]: nested sections are not supported; "
+                [f"{file}: [[{sub}]] inside [{_real_name(head)}]: nested sections are not supported; "
                  "write [cluster/NAME/KIND] to override values for one kind of node"],
             )
-        yield head, values, where
+        yield _real_name(head), values, where
+
+
+#: marks a repeated section header (``//`` is in no valid section name)
+_REPEATED = "//repeated-at-"
+
+
+def _rename_repeated_sections(file: Path, lines: list[str]) -> list[str]:
+    """Give each repetition of a ``[section]`` header a name of its own.
+
+    configobj would put the keys after a repeated header into the section
+    before it; renamed, they are merged back into the first one by
+    ``read_config``, the later values winning (as ConfigParser did).
+    """
+    seen: dict[str, int] = {}
+    out = list(lines)
+    for number, text in enumerate(lines, 1):
+        match = _HEADER.match(text)
+        if not match or text.lstrip().startswith("[["):
+            continue
+        head = match.group(1)
+        if head in seen:
+            log.warning("%s:%s: section [%s] appears again (first at line %s); its keys are merged, "
+                        "the later values winning", file, number, head, seen[head])
+            out[number - 1] = f"[{head}{_REPEATED}{number}]"
+        else:
+            seen[head] = number
+    return out
+
+
+def _real_name(head: str) -> str:
+    return head.split(_REPEATED)[0]
 
 
 def _apply_duplicate(file: Path, dup, obj, headers, lines) -> dict:
-    """Repeated section: configobj merged it. Repeated key: the later one wins (as ConfigParser).
+    """Repeated key in one section: the later one wins (as ConfigParser).
 
     Returns {(section, key): line} for the keys whose later value was taken.
     """
     from configobj import ConfigObj
 
     line = dup.line.strip()
-    if _HEADER.match(line):
-        head = _HEADER.match(line).group(1)
-        first = headers.get(head, [None])[0]
-        log.warning("%s:%s: section [%s] appears again (first at line %s); its keys are merged",
-                    file, dup.line_number, head, first)
-        return {}
     head = _section_at(headers, dup.line_number)
     parsed = ConfigObj([line], interpolation=False, list_values=False)
     for key, value in parsed.items():
         target = obj[head] if head else obj
         first = _first_key_line(lines, headers.get(head, [0])[0] if head else 0, key)
         log.warning("%s:%s: key '%s' appears again in [%s] (first at line %s); the later value is used",
-                    file, dup.line_number, key, head, first)
+                    file, dup.line_number, key, _real_name(head) if head else "", first)
         target[key] = value
     return {(head, key): dup.line_number for key in parsed}
 

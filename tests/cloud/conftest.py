@@ -1,0 +1,190 @@
+"""Fixtures for the cloud lifecycle tests: a real moto EC2 server, in a private network namespace."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cloud import netns
+from tests.cloud.fault_proxy import FaultProxy
+
+MOTO_SITE = Path(__file__).resolve().parent / "moto_site"
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzzSECRETzz"
+
+
+@pytest.fixture(scope="module")
+def private_net():
+    ok, why = netns.available()
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"moto tests need a private network namespace: {why}")
+        pytest.skip(f"moto tests need a private network namespace: {why}")
+    with netns.private_network():
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_server(private_net):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("moto server did not start")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@dataclass
+class Moto:
+    url: str
+    ec2: object  # a boto3 EC2 client: the independent view of what exists
+    image_id: str
+
+    def instances(self, cluster: str | None = None, alive: bool = True) -> list[dict]:
+        filters = [{"Name": "tag:elasticcluster-cluster", "Values": [cluster]}] if cluster else []
+        found = []
+        for reservation in self.ec2.describe_instances(Filters=filters)["Reservations"]:
+            for instance in reservation["Instances"]:
+                if not alive or instance["State"]["Name"] not in ("terminated", "shutting-down"):
+                    found.append(instance)
+        return found
+
+
+@pytest.fixture
+def moto(moto_server) -> Moto:
+    import boto3
+
+    urllib.request.urlopen(urllib.request.Request(moto_server + "/moto-api/reset", method="POST")).read()
+    ec2 = boto3.client("ec2", endpoint_url=moto_server, region_name="us-east-1",
+                       aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key=SECRET)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return Moto(moto_server, ec2, image)
+
+
+@pytest.fixture
+def proxy(moto):
+    proxy = FaultProxy(moto.url)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def ssh_key(tmp_path) -> Path:
+    """A fresh ed25519 key pair; returns the private key's path (``.pub`` beside it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = tmp_path / "keys" / "id_ed25519"
+    private.parent.mkdir()
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    private.with_suffix(".pub").write_bytes(public + b" test@elasticcluster\n")
+    return private
+
+
+def ec2_config(endpoint: str, image_id: str, key: Path, *, compute: int = 2, extra: str = "",
+               cluster_extra: str = "") -> str:
+    return f"""\
+[cloud/moto]
+provider = ec2_boto
+ec2_url = {endpoint}
+ec2_access_key = AKIDEXAMPLE
+ec2_secret_key = {SECRET}
+ec2_region = us-east-1
+{extra}
+
+[login/ubuntu]
+image_user = ubuntu
+image_user_sudo = root
+image_sudo = yes
+user_key_name = elasticcluster-test
+user_key_private = {key}
+user_key_public = {key}.pub
+
+[setup/slurm]
+frontend_groups = slurm_master
+compute_groups = slurm_clients
+
+[cluster/slurm]
+cloud = moto
+login = ubuntu
+setup_provider = slurm
+image_id = {image_id}
+flavor = t2.micro
+security_group = elasticcluster-test
+frontend_nodes = 1
+compute_nodes = {compute}
+ssh_to = frontend
+{cluster_extra}
+"""
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def ec(home, tmp_path):
+    """Run the real CLI (``python -m elasticcluster -c CONFIG -s STORAGE ...``) in the namespace."""
+    config = tmp_path / "config"
+    storage = tmp_path / "storage"
+
+    def env():
+        full = dict(os.environ)
+        full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(MOTO_SITE), full.get("PYTHONPATH")]))
+        return full
+
+    def command(*args: str) -> list[str]:
+        return [sys.executable, "-m", "elasticcluster", "-c", str(config), "-s", str(storage), *args]
+
+    def run(*args: str, timeout: float = 300) -> Run:
+        proc = subprocess.run(command(*args), capture_output=True, text=True, env=env(), timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env(), stdin=subprocess.DEVNULL)
+
+    def write(text: str) -> None:
+        config.write_text(text)
+        config.chmod(0o600)
+
+    run.popen = popen
+    run.write = write
+    run.config = config
+    run.storage = storage
+    return run
