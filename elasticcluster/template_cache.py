@@ -67,13 +67,13 @@ def _fresh(config_path: Path):
     finally:
         logger.removeHandler(capture)
         logger.propagate = propagate
-    from elasticcluster.redact import register_secrets
+    from elasticcluster.redact import redact, register_secrets
 
     register_secrets(config.secrets)
     report = TemplateReport(
         templates=[t.summary() for t in config.templates.values()],
-        skipped=config.skipped,
-        warnings=capture.records,
+        skipped={name: [redact(p) for p in problems] for name, problems in config.skipped.items()},
+        warnings=[(level, redact(message)) for level, message in capture.records],
     )
     env_names = _env_names(config.files)
     consulted = _consulted_files()

@@ -76,7 +76,7 @@ def config_files(path: Path) -> list[Path]:
     files = [path] if path.exists() else []
     folder = path.with_name(path.name + ".d")
     if folder.is_dir():
-        files.extend(sorted(p for p in folder.glob("*.conf") if p.is_file()))
+        files.extend(sorted(p for p in folder.glob("*.conf") if p.is_file() and not p.name.startswith(".")))
     return files
 
 

@@ -51,10 +51,6 @@ def drop_key(text: str, section: str, key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rename_section(text: str, old: str, new: str) -> str:
-    return text.replace(f"[{old}]", f"[{new}]")
-
-
 def header_line(text: str, section: str) -> int:
     """1-based line number of ``[section]`` in ``text``."""
     return _section_bounds(text.splitlines(), section)[0] + 1

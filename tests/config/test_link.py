@@ -339,3 +339,12 @@ def test_start_nodes_bad_through_cli(cli, write_config):
     assert result.returncode == 2
     assert "argument --nodes: 'bad' is not N:KIND" in result.stderr
     assert "usage: elasticcluster start" in result.stderr
+
+
+def test_start_nodes_unknown_kind_through_cli(cli, write_config, tmp_path):
+    storage = tmp_path / "storage"
+    result = cli("-c", str(write_config(VALID_CONFIG)), "-s", str(storage), "start", "--nodes", "3:gpu", "slurm")
+    no_traceback(result)
+    assert result.returncode == 2
+    assert "--nodes: template 'slurm' has no node kind 'gpu'; its kinds are: compute, frontend" in result.stderr
+    assert not storage.exists() or not any(storage.iterdir())

@@ -7,7 +7,7 @@ import pytest
 
 from elasticcluster import cloud_catalog
 from elasticcluster.config import load_config
-from tests.config.cfgtools import key_line, list_json, listed, set_key, skipped
+from tests.config.cfgtools import key_line, list_json, listed, skipped
 from tests.conftest import VALID_CONFIG
 
 REST = VALID_CONFIG[VALID_CONFIG.index("[login/"):]  # login, setup and cluster sections

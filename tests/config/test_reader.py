@@ -154,11 +154,35 @@ def test_duplicate_key_problem_points_at_the_later_line(write_config):
 
 def test_duplicate_section_is_merged(write_config, caplog):
     text = VALID_CONFIG + "\n[cluster/slurm]\nflavor = m1.xlarge\n"
-    config = load_config(write_config(text))
+    path = write_config(text)
+    config = load_config(path)
     template = config.templates["slurm"]
     assert template.kinds["compute"].flavor == "m1.xlarge"
     assert template.kinds["compute"].image_id == "ami-00000048"
-    assert "section [cluster/slurm] appears again" in _warnings(caplog)
+    again = len(text.splitlines()) - 1
+    assert f"{path}:{again}: section [cluster/slurm] appears again (first at line " \
+           f"{VALID_CONFIG.splitlines().index('[cluster/slurm]') + 1}); its keys are merged" in _warnings(caplog)
+
+
+def test_repeated_section_keys_do_not_go_to_the_section_before(write_config):
+    """Regression: configobj put the keys after a repeated header into the previous section."""
+    text = VALID_CONFIG + "\n[cluster/slurm/frontend]\nimage_id = ami-front\n" \
+        "\n[login/gc3-user]\nssh_port = 2222\n" \
+        "\n[cluster/slurm]\nflavor = m1.xlarge\ncompute_nodes = 6\n"
+    template = load_config(write_config(text)).templates["slurm"]
+    assert template.login["ssh_port"] == 2222
+    assert template.kinds["frontend"].image_id == "ami-front"
+    assert template.kinds["frontend"].flavor == "m1.xlarge"
+    assert template.kinds["compute"].flavor == "m1.xlarge"
+    assert template.kinds["compute"].count == 6
+
+
+def test_problem_in_a_repeated_section_points_at_its_line(write_config):
+    text = VALID_CONFIG + "\n[cluster/slurm/compute]\nflavor = big\n\n[cluster/slurm]\nfrontend_nodes = one\n"
+    path = write_config(text)
+    problems = load_config(path).skipped["slurm"]
+    assert problems == [f"{path}:{len(text.splitlines())}: [cluster/slurm] frontend_nodes = 'one' cannot be "
+                        "read; expected a whole number, 0 or more"]
 
 
 # -- interpolation ---------------------------------------------------------------
@@ -334,3 +358,23 @@ def test_readable_d_file_with_passthrough_key_is_warned(cli, write_config):
     assert result.returncode == 0, result.output
     assert "do.conf can be read by other users and holds secrets (key)" in result.stderr
     assert token not in result.output
+
+
+def test_config_path_that_is_a_folder(cli, tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    result = cli("-c", str(folder), "list-templates")
+    no_traceback(result)
+    assert result.returncode == 2
+    assert f"cannot read configuration file {folder}" in result.stderr
+
+
+def test_unparseable_d_file_is_named(cli, write_config):
+    main = write_config(VALID_CONFIG)
+    bad = write_config("[cluster/slurm]\nthis line has no equals sign\n", "config.d/bad.conf")
+    result = cli("-c", str(main), "list-templates")
+    no_traceback(result)
+    assert result.returncode == 2
+    assert f"cannot parse configuration file {bad}" in result.stderr
+    assert f"{bad}:2: cannot parse 'this line has no equals sign'; expected [type/name] or key = value" \
+        in result.stderr

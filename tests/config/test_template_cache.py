@@ -79,14 +79,14 @@ def test_editing_the_config_invalidates(cli, home, write_config):
     result, data = list_json(cli, path)
     assert listed(data)["slurm"]["nodes"]["compute"] == 2
     stamp = path.stat().st_mtime_ns
-    path.write_text(set_key(VALID_CONFIG, CLUSTER, "compute_nodes", "5"))
+    path.write_text(set_key(VALID_CONFIG, CLUSTER, "compute_nodes", "15"))
     os.utime(path, ns=(stamp, stamp))  # same mtime: the size still tells
     result, data = list_json(cli, path)
-    assert listed(data)["slurm"]["nodes"]["compute"] == 2 + 3
-    path.write_text(set_key(VALID_CONFIG, CLUSTER, "compute_nodes", "7"))  # same size, new mtime
+    assert listed(data)["slurm"]["nodes"]["compute"] == 15
+    path.write_text(set_key(VALID_CONFIG, CLUSTER, "compute_nodes", "16"))  # same size, new mtime
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
     result, data = list_json(cli, path)
-    assert listed(data)["slurm"]["nodes"]["compute"] == 7
+    assert listed(data)["slurm"]["nodes"]["compute"] == 16
 
 
 def test_a_new_d_file_invalidates(cli, home, write_config):
