@@ -76,7 +76,7 @@ def describe(error: BaseException) -> str:
     """A one-line description of a driver exception, without secrets (redaction is on top)."""
     text = str(error).strip() or type(error).__name__
     text = re.sub(r"\s+", " ", text)
-    return text if len(text) < 400 else text[:397] + "..."
+    return text if len(text) < 900 else text[:897] + "..."
 
 
 def cloud_name(cluster: str, node: str) -> str:
@@ -149,14 +149,22 @@ def _parameters_text(cls) -> str:
 
 def constructor_args(provider: str, family: CloudFamily, cloud: dict, cls) -> tuple[dict, dict]:
     """(constructor keyword arguments, attributes to set afterwards) from a cloud section."""
-    args = dict(family.constructor)
     attributes = {}
     if family.passthrough:
-        args.update(_passthrough_args(provider, cloud, cls))
-        return args, attributes
+        return {**family.constructor, **_passthrough_args(provider, cloud, cls)}, attributes
+    args = {}
+    implied = {}  # set by a URL's suffix: above the mapping's constants, below the keys given
     for spec in family.keys.values():
         value = cloud.get(spec.name)
         if spec.arg is None or value is None or value == "":
+            continue
+        for suffix, extra in spec.url_suffixes.items():
+            if str(value).rstrip("/").endswith(suffix):
+                value = str(value).rstrip("/")[: -len(suffix)]
+                implied.update(extra)
+                break
+        if spec.unlisted and value not in getattr(cls, spec.unlisted["list"])():
+            attributes[spec.unlisted["attribute"]] = value
             continue
         if spec.arg == "@url":
             parts = urlsplit(value)
@@ -167,7 +175,7 @@ def constructor_args(provider: str, family: CloudFamily, cloud: dict, cls) -> tu
                 attributes["path"] = parts.path
             continue
         args[spec.arg] = spec.values.get(str(value), value)
-    return args, attributes
+    return {**family.constructor, **implied, **args}, attributes
 
 
 def _passthrough_args(provider: str, cloud: dict, cls) -> dict:

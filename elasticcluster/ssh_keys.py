@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -62,3 +63,28 @@ def matches(public_key: str, fingerprint: str | None) -> bool | None:
     if not fingerprint:
         return None
     return _normal(fingerprint) in fingerprints(public_key)
+
+
+#: keys under this folder are elasticcluster's own: made on first use
+MANAGED_KEYS = Path("~/.elasticcluster/keys")
+
+
+def ensure_key_pair(private: str | Path, public: str | Path) -> bool:
+    """Make an ed25519 key pair at ``private``/``public`` if both are missing and the
+    private key lives in ``~/.elasticcluster/keys``; True when it made one."""
+    private, public = Path(private).expanduser(), Path(public).expanduser()
+    managed = MANAGED_KEYS.expanduser().resolve()
+    if private.exists() or public.exists() or managed not in private.resolve().parents:
+        return False
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    public.write_bytes(line + b" elasticcluster\n")
+    return True

@@ -76,8 +76,10 @@ def _workers(args, template) -> int:
 
 
 def _public_key(cluster) -> str:
-    from elasticcluster.ssh_keys import read_public_key
+    from elasticcluster.ssh_keys import ensure_key_pair, read_public_key
 
+    if ensure_key_pair(cluster.user_key_private, cluster.user_key_public):
+        log.warning("made a new SSH key pair for elasticcluster: %s", cluster.user_key_private)
     return read_public_key(cluster.user_key_public)
 
 

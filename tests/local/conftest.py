@@ -1,0 +1,113 @@
+"""Fixtures for tests on real nodes of the local cloud (systemd containers on Docker)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def engine_problem() -> str | None:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except ImportError:
+        return "the docker Python package is not installed (pip install '.[local]')"
+    except Exception as err:
+        return f"no Docker engine answers ({err}); .ci/run installs and starts one"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    problem = engine_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"local cloud tests need a Docker engine: {problem}")
+        pytest.skip(problem)
+    import docker
+
+    return docker.from_env()
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def local(docker_engine, home, tmp_path):
+    """The real CLI with the bundled configuration (deployed on first run) and a fresh HOME."""
+    storage = home / ".elasticcluster" / "storage"
+    started: list[str] = []
+
+    def command(*args: str) -> list[str]:
+        return [sys.executable, "-m", "elasticcluster", *args]
+
+    def run(*args: str, timeout: float = 900) -> Run:
+        if args and args[0] == "start":
+            name = args[args.index("-n") + 1] if "-n" in args else args[1]
+            started.append(name)
+        proc = subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+
+    def nodes(cluster: str) -> list[dict]:
+        result = run("list-nodes", cluster, "--json")
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)["cluster"]["nodes"]
+
+    run.popen = popen
+    run.nodes = nodes
+    run.storage = storage
+    run.docker = docker_engine
+    yield run
+    # never leave containers behind, whatever the test did
+    for container in docker_engine.containers.list(all=True, filters={"label": "elasticcluster.managed=1"}):
+        if container.labels.get("elasticcluster.cluster") in started:
+            container.remove(force=True)
+    for network in docker_engine.networks.list(filters={"label": "elasticcluster.managed=1"}):
+        if network.attrs.get("Labels", {}).get("elasticcluster.cluster") in started:
+            try:
+                network.remove()
+            except Exception:
+                pass
+
+
+def containers_of(docker_engine, cluster: str) -> list:
+    return docker_engine.containers.list(all=True, filters={"label": f"elasticcluster.cluster={cluster}"})
+
+
+def ssh_banner(ip: str, timeout: float = 20) -> str:
+    """The SSH banner of ``ip``:22 (a container of ours), waiting for sshd to come up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((ip, 22), timeout=2) as sock:
+                return sock.recv(64).decode(errors="replace")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def exec_in(container, command: str) -> tuple[int, str]:
+    result = container.exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode(errors="replace").strip()
