@@ -36,6 +36,11 @@ class KeySpec:
     arg: str | None = None
     allowed: tuple[str, ...] = ()
     values: dict = field(default_factory=dict, hash=False)
+    #: for a URL: a trailing path (``/v3``) that is cut off and sets other constructor arguments
+    url_suffixes: dict = field(default_factory=dict, hash=False)
+    #: ``{list = "classmethod", attribute = "name"}``: a value the driver class does not list
+    #: is set as that attribute of the driver after construction instead of passed as ``arg``
+    unlisted: dict = field(default_factory=dict, hash=False)
     deprecated: tuple[str, ...] = ()
     obsolete: str | None = None
     describe: str = ""
@@ -90,6 +95,8 @@ def _load_family(path) -> CloudFamily:
             arg=spec.get("arg"),
             allowed=tuple(spec.get("allowed", ())),
             values=dict(spec.get("values", {})),
+            url_suffixes=dict(spec.get("url_suffixes", {})),
+            unlisted=dict(spec.get("unlisted", {})),
             deprecated=tuple(spec.get("deprecated", ())),
             obsolete=spec.get("obsolete"),
             describe=spec.get("describe", ""),

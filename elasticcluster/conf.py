@@ -45,6 +45,8 @@ class Configurator:
             template=spec.name, cloud=spec.cloud_name, provider=spec.provider,
             login=spec.login_name, setup_name=spec.setup_name, ssh_to=spec.ssh_to,
             min_nodes={kind: node.min_count for kind, node in spec.kinds.items()},
+            login_info={key: login.get(key) for key in ("image_user", "image_sudo", "image_user_sudo",
+                                                        "ssh_port", "ssh_proxy_command")},
         )
         for kind, node in sorted(spec.kinds.items()):
             extra = dict(node.extra)

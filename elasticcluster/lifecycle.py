@@ -105,8 +105,11 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
         client_token=node.extra["client_token"], extra=ex_args(node)) for node in nodes}
     stop = threading.Event()
     executor = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="create")
-    futures = {executor.submit(_create_with_retries, provider, node, arguments[node.name], stop): node
-               for node in nodes}
+    futures = {}
+    for node in nodes:
+        future = executor.submit(_create_with_retries, provider, node, arguments[node.name], stop)
+        future.size = arguments[node.name].get("size")
+        futures[future] = node
     pending = set(futures)
     try:
         with sigterm_as_interrupt():
@@ -171,6 +174,9 @@ def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Pr
         instance = future.result()
         node.instance_id = instance.id
         update_node(node, instance)
+        size_extra = getattr(future.size, "extra", None) or {}
+        node.extra["flavor_ram"] = getattr(future.size, "ram", None)
+        node.extra["flavor_cpus"] = size_extra.get("cpus") or size_extra.get("vcpus")
         if node.state in ("new", "creating"):
             node.state = "pending"
         outcome.done.append(node)
@@ -300,26 +306,35 @@ def _instance(provider: CloudProvider, node: Node):
     return None
 
 
+def within_minimums(cluster: Cluster, dropped: list[Node], minimums: dict[str, int]) -> bool:
+    """Whether every kind keeps its minimum (KIND_min_nodes) without ``dropped``."""
+    names = {n.name for n in dropped}
+    for kind, nodes in cluster.nodes.items():
+        if sum(1 for n in nodes if n.name not in names) < minimums.get(kind, len(nodes)):
+            return False
+    return True
+
+
+def drop_nodes(provider: CloudProvider, cluster: Cluster, nodes: list[Node]) -> None:
+    """Terminate ``nodes`` and forget them."""
+    terminate_instances(provider, cluster, nodes, force=True, lost=False)
+    for node in nodes:
+        cluster.remove_node(node)
+    cluster.save()
+
+
 def handle_timeout(provider: CloudProvider, cluster: Cluster, late: list[Node], minimums: dict[str, int],
                    timeout: float) -> None:
     """Nodes not running in time: terminate and drop them if the minimums allow, else fail."""
     if not late:
         return
-    short = []
-    for kind, nodes in cluster.nodes.items():
-        alive = sum(1 for n in nodes if n not in late)
-        if alive < minimums.get(kind, len(nodes)):
-            short.append(kind)
-    if short:
-        raise StartupTimeout(
-            f"cluster '{cluster.name}': {', '.join(n.name for n in late)} not running after "
-            f"{timeout:.0f}s (startup_timeout)")
-    terminate_instances(provider, cluster, late, force=True)
-    for node in late:
-        cluster.remove_node(node)
-    cluster.save()
+    names = ", ".join(n.name for n in late)
+    if not within_minimums(cluster, late, minimums):
+        raise StartupTimeout(f"cluster '{cluster.name}': {names} not running after {timeout:.0f}s "
+                             "(startup_timeout)")
+    drop_nodes(provider, cluster, late)
     log.warning("%s not running after %.0fs: terminated, carrying on without them (KIND_min_nodes)",
-                ", ".join(n.name for n in late), timeout)
+                names, timeout)
 
 
 def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node] | None = None, *,

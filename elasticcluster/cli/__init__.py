@@ -50,7 +50,15 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    if extra and not getattr(args, "takes_extra", None):
+        parser.error(f"{args.command} takes no arguments after --")
+    args.extra = extra
     args.verbose = args.verbose + getattr(args, "verbose_sub", 0)
     logsetup.configure(args.verbose)
     args.config_path = Path(args.config).expanduser()

@@ -103,6 +103,53 @@ def create_nodes(args, config, template, cluster, nodes, provider) -> None:
                                     floating_ip=bool(provider.cloud.get("request_floating_ip")),
                                     progress=progress)
     lifecycle.handle_timeout(provider, cluster, late, minimums, timeout)
+    wait_ssh(cluster, template, [n for n in created if n in cluster.get_all_nodes()], provider, progress)
+
+
+def wait_ssh(cluster, template, nodes, provider, progress) -> None:
+    """Wait until every node accepts SSH; drop the silent ones if the minimums allow."""
+    from elasticcluster import lifecycle, ssh
+
+    if not nodes:
+        return
+    progress.event(f"waiting for SSH on {len(nodes)} node(s)")
+    results = ssh.wait_for_ssh(cluster, nodes, probe_timeout=template.cluster.get("ssh_probe_timeout", 5),
+                               timeout=template.cluster.get("startup_timeout", 600),
+                               max_workers=max(32, _workers_default(template)), event=progress.event)
+    cluster.save()
+    ssh.write_known_hosts(cluster)
+    silent = [cluster.get_node_by_name(n) for n, p in results.items() if p.status != ssh.READY]
+    if not silent:
+        return
+    lines = ssh.describe_failures(results, cluster)
+    changed = any(p.status == ssh.KEY_CHANGED for p in results.values())
+    minimums = dict(cluster.extra.get("min_nodes") or {})
+    if changed or not lifecycle.within_minimums(cluster, silent, minimums):
+        raise CloudError("cannot log into every node over SSH:\n  " + "\n  ".join(lines))
+    log.warning("terminating node(s) that never accepted SSH (KIND_min_nodes allows it):\n  %s",
+                "\n  ".join(lines))
+    lifecycle.drop_nodes(provider, cluster, silent)
+    ssh.write_known_hosts(cluster)
+
+
+def _workers_default(template) -> int:
+    return int(template.cluster.get("thread_pool_max_size", 10))
+
+
+def run_setup(args, cluster, template, extra_args=()) -> None:
+    """Run the setup playbook on ``cluster``; one clear error naming each failed host."""
+    from elasticcluster import playbook
+    from elasticcluster.cli.progress import listener_for
+
+    listener = listener_for([n.name for n in cluster.get_all_nodes()], args.verbose)
+    run = playbook.run_playbook(cluster, template, extra_args=list(extra_args), verbosity=args.verbose,
+                                listener=listener)
+    if run.returncode != 0:
+        report = playbook.failure_report(run) or f"ansible-playbook exited with status {run.returncode}"
+        where = f"; Ansible's output: {run.log_path}" if args.verbose < 1 else ""
+        raise playbook.SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  "
+                                   + report.replace("\n", "\n  ") + where
+                                   + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
 
 
 def _template_of(config, cluster):
@@ -147,9 +194,12 @@ def start(args) -> int:
             raise
         cluster.extra["started"] = True
         cluster.save()
+        if not args.no_setup:
+            run_setup(args, cluster, template)
     _print_summary(args, cluster)
-    print("The nodes are running. Waiting for SSH and running the setup step are not available "
-          "yet in this version: the cluster is not configured.", file=sys.stderr)
+    if args.no_setup:
+        print(f"The nodes run and accept SSH; --no-setup: run `elasticcluster setup {cluster.name}` "
+              "to configure them.", file=sys.stderr)
     return 0
 
 
@@ -210,7 +260,7 @@ def stop(args) -> int:
             log.warning("--force: forgetting cluster '%s' although its instances could not be "
                         "terminated: %s (they are tagged %s=%s on the cloud)", cluster.name,
                         ", ".join(ids) or "none recorded", "elasticcluster-cluster", cluster.name)
-            repo.delete(cluster)
+            forget(repo, cluster)
             return 1
         if outcome.failed:
             message = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
@@ -224,9 +274,58 @@ def stop(args) -> int:
             log.warning("--force: carrying on past: %s", message)
         if args.wait and not lifecycle.wait_terminated(provider, cluster):
             log.warning("some instances of '%s' are still shutting down", cluster.name)
-        repo.delete(cluster)
+        forget(repo, cluster)
     print(f"Cluster '{cluster.name}' stopped.", file=sys.stderr)
     return 0
+
+
+def forget(repo, cluster) -> None:
+    """Remove the cluster's state and every file kept beside it (known_hosts, inventory, facts, log)."""
+    import shutil
+
+    storage = repo.storage_path
+    for suffix in (".known_hosts", ".inventory.json", ".ansible.log"):
+        (storage / f"{cluster.name}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(storage / f"{cluster.name}.facts", ignore_errors=True)
+    repo.delete(cluster)
+
+
+def setup(args) -> int:
+    config = load_config(args)
+    repo = repository(args)
+    cluster = repo.get(args.cluster)
+    template = _template_of(config, cluster)
+    extra = list(args.extra)
+    with repo.lock(cluster.name):
+        cluster = repo.get(args.cluster)
+        run_setup(args, cluster, template, extra)
+    print(f"Cluster '{cluster.name}' is set up.", file=sys.stderr)
+    return 0
+
+
+def connect(args) -> int:
+    """``ssh`` and ``sftp``: exec the system program with the cluster's key, known_hosts and jump host."""
+    import os
+
+    from elasticcluster import ssh
+
+    cluster = repository(args).get(args.cluster)
+    node = cluster.get_node_by_name(args.node) if args.node else cluster.get_frontend_node()
+    if not node.extra.get("ssh_host_key") or not ssh.known_hosts_path(cluster).exists():
+        raise CloudError(f"{node.name}: elasticcluster has not connected to it yet, so its host key is "
+                         f"unknown; run `elasticcluster setup {cluster.name}` (or start) first")
+    if not ssh.address_of(node):
+        raise CloudError(f"{node.name} has no IP address; run `elasticcluster list-nodes -u {cluster.name}`")
+    extra = list(args.extra)
+    argv = ssh.ssh_command(cluster, node, extra, program=args.command)
+    log.debug("running %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        raise ElasticClusterError(f"the `{argv[0]}` program is not installed "
+                                  "(apt-get install -y openssh-client)") from None
 
 
 def resize(args) -> int:
@@ -254,11 +353,10 @@ def resize(args) -> int:
         if added:
             cluster.save()
             create_nodes(args, config, template, cluster, added, provider)
+        if (added or removing) and not args.no_setup:
+            run_setup(args, cluster, template)
     print(f"Cluster '{cluster.name}' now has: "
           + ", ".join(f"{n} {k}" for k, n in cluster.node_counts().items()), file=sys.stderr)
-    if added and not args.no_setup:
-        print("The setup step is not available yet in this version: the new nodes are not "
-              "configured.", file=sys.stderr)
     return 0
 
 

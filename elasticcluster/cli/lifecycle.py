@@ -1,8 +1,7 @@
-"""The argument parsers of the commands that change clusters (seed 4.3).
+"""The argument parsers of the commands that change or reach clusters (seed 4.3).
 
-start, stop, resize, remove-node, pause and resume run in ``commands``;
-setup, ssh and sftp are registered with their documented options and say
-plainly that they are not available yet, until the SSH and setup part lands.
+They run in ``commands``: start, stop, resize, remove-node, pause, resume,
+setup, ssh and sftp.
 """
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import argparse
 import re
 
 from elasticcluster.cli import commands
-from elasticcluster.exceptions import NotAvailableYet
 
 _COUNT = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z0-9][A-Za-z0-9_-]*)\s*$")
 
@@ -25,16 +23,6 @@ def node_counts(text: str) -> dict[str, int]:
                 f"'{part.strip()}' is not N:KIND (expected e.g. 10:compute or 1:frontend,4:compute)")
         counts[match.group(2)] = counts.get(match.group(2), 0) + int(match.group(1))
     return counts
-
-
-def _not_yet(what: str):
-    def run(args):
-        raise NotAvailableYet(f"elasticcluster {args.command}: not available yet in this version "
-                              f"({what})")
-    return run
-
-
-_SSH = "it needs the SSH and setup support"
 
 
 def register(subparsers, common) -> None:
@@ -81,17 +69,15 @@ def register(subparsers, common) -> None:
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.set_defaults(func=getattr(commands, name))
 
-    p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again")
+    p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again",
+                              usage="%(prog)s [-h] [-v] cluster [-- ANSIBLE_PLAYBOOK_ARGS...]")
     p.add_argument("cluster", help="name of a started cluster")
-    p.add_argument("extra", nargs=argparse.REMAINDER, metavar="-- ANSIBLE_ARGS",
-                   help="arguments after -- go to ansible-playbook")
-    p.set_defaults(func=_not_yet(_SSH))
+    p.set_defaults(func=commands.setup, takes_extra="-- ANSIBLE_PLAYBOOK_ARGS")
 
     for name, text in (("ssh", "connect to the frontend (or -n NODE) with ssh"),
                        ("sftp", "open an SFTP session to the frontend (or -n NODE)")):
-        p = subparsers.add_parser(name, parents=[common], help=text)
+        p = subparsers.add_parser(name, parents=[common], help=text,
+                                  usage=f"%(prog)s [-h] [-v] [-n NODE] cluster [-- {name.upper()}_ARGS...]")
         p.add_argument("cluster", help="name of a started cluster")
         p.add_argument("-n", "--node", metavar="NODE", help="connect to this node instead of the frontend")
-        p.add_argument("extra", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                       help=f"arguments after -- go to {name}")
-        p.set_defaults(func=_not_yet(_SSH))
+        p.set_defaults(func=commands.connect, takes_extra=f"-- {name.upper()}_ARGS")

@@ -1,0 +1,81 @@
+"""Ansible callback: one JSON line per play, task and host result, for elasticcluster's progress.
+
+Writes to the file descriptor named by ELASTICCLUSTER_EVENTS_FD; does nothing without it.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+    name: elasticcluster_events
+    type: notification
+    short_description: machine-readable progress for elasticcluster
+    description: Writes JSON lines about plays, tasks and results to ELASTICCLUSTER_EVENTS_FD.
+"""
+
+_LIMIT = 600
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "elasticcluster_events"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self):
+        super().__init__()
+        fd = os.environ.get("ELASTICCLUSTER_EVENTS_FD")
+        self._out = os.fdopen(int(fd), "w", buffering=1) if fd else None
+        self._task = None
+
+    def _emit(self, **event):
+        if self._out is None:
+            return
+        try:
+            self._out.write(json.dumps(event) + "\n")
+        except (OSError, ValueError):
+            self._out = None
+
+    def v2_playbook_on_play_start(self, play):
+        self._emit(event="play", name=play.get_name().strip())
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task = task.get_name().strip()
+        self._emit(event="task", name=self._task)
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task = task.get_name().strip()
+        self._emit(event="task", name=self._task, handler=True)
+
+    def _result(self, status, result, **extra):
+        data = result._result
+        message = data.get("msg") or data.get("stderr") or data.get("reason") or ""
+        if not message and status == "failed":
+            message = data.get("stdout") or json.dumps({k: v for k, v in data.items()
+                                                        if not k.startswith("_")})[:_LIMIT]
+        self._emit(event="result", status=status, host=result._host.get_name(),
+                   task=result._task.get_name().strip(), changed=bool(data.get("changed")),
+                   msg=str(message)[:_LIMIT], **extra)
+
+    def v2_runner_on_ok(self, result):
+        self._result("ok", result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._result("ignored" if ignore_errors else "failed", result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._result("unreachable", result)
+
+    def v2_runner_on_skipped(self, result):
+        self._result("skipped", result)
+
+    def v2_playbook_on_stats(self, stats):
+        hosts = {}
+        for host in sorted(stats.processed):
+            summary = stats.summarize(host)
+            hosts[host] = {k: summary.get(k, 0) for k in ("ok", "changed", "failures", "unreachable",
+                                                           "skipped", "rescued", "ignored")}
+        self._emit(event="stats", hosts=hosts)

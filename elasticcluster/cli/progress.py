@@ -1,0 +1,73 @@
+"""Progress of the setup step on the terminal: a live rich view, or plain lines when piped."""
+from __future__ import annotations
+
+import sys
+
+from elasticcluster.playbook import Listener
+
+
+class PlainProgress(Listener):
+    """Plays, and failed or unreachable hosts, as lines on stderr."""
+
+    def play(self, name: str) -> None:
+        print(f"setup: {name}", file=sys.stderr, flush=True)
+
+    def result(self, event: dict) -> None:
+        if event.get("status") in ("failed", "unreachable"):
+            print(f"setup: {event['host']}: {event['status']}: {event.get('task', '')}",
+                  file=sys.stderr, flush=True)
+
+
+class LiveProgress(Listener):
+    """A rich live table: the current play and task, and per host ok/changed/failed counts."""
+
+    def __init__(self, hosts: list[str]):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.hosts = {h: {"ok": 0, "changed": 0, "failed": 0, "last": ""} for h in hosts}
+        self.play_name = ""
+        self.task_name = ""
+        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=8, transient=False)
+        self.live.start()
+
+    def _render(self):
+        from rich.table import Table
+
+        table = Table(title=f"{self.play_name}: {self.task_name}", title_justify="left", expand=False)
+        for column in ("host", "ok", "changed", "failed", "last task"):
+            table.add_column(column)
+        for host, counts in self.hosts.items():
+            failed = str(counts["failed"]) if not counts["failed"] else f"[red]{counts['failed']}[/red]"
+            table.add_row(host, str(counts["ok"]), str(counts["changed"]), failed, counts["last"])
+        return table
+
+    def play(self, name: str) -> None:
+        self.play_name = name
+        self.live.update(self._render())
+
+    def task(self, name: str) -> None:
+        self.task_name = name
+        self.live.update(self._render())
+
+    def result(self, event: dict) -> None:
+        counts = self.hosts.setdefault(event["host"], {"ok": 0, "changed": 0, "failed": 0, "last": ""})
+        status = event.get("status")
+        if status == "ok":
+            counts["ok"] += 1
+            counts["changed"] += int(bool(event.get("changed")))
+        elif status in ("failed", "unreachable"):
+            counts["failed"] += 1
+        counts["last"] = event.get("task", "")[:50]
+        self.live.update(self._render())
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def listener_for(hosts: list[str], verbosity: int) -> Listener:
+    if verbosity >= 1:
+        return Listener()  # ansible's own output is shown
+    if sys.stderr.isatty():
+        return LiveProgress(hosts)
+    return PlainProgress()
