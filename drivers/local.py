@@ -40,6 +40,9 @@ TAG_NODE = "elasticcluster-node"
 DEFAULT_IMAGE = "elasticcluster/debian-node:bookworm"
 PACKAGES = "openssh-server,python3,sudo,iproute2,ca-certificates,systemd-sysv,dbus"
 
+#: one process makes a cluster's network once, whichever driver object (thread) asks first
+_NETWORK_LOCK = threading.Lock()
+
 #: flavors: name -> (CPUs, memory in MiB)
 SIZES = {"small": (1, 1024), "medium": (2, 2048), "large": (4, 4096)}
 
@@ -119,7 +122,6 @@ class LocalNodeDriver(NodeDriver):
         self.debian_mirror = debian_mirror
         self.network_prefix = network
         self._client = None
-        self._network_lock = threading.Lock()
 
     # -- engine ----------------------------------------------------------------
 
@@ -213,7 +215,7 @@ class LocalNodeDriver(NodeDriver):
         import docker
 
         name = _network_name(self.network_prefix, cluster)
-        with self._network_lock:
+        with _NETWORK_LOCK:
             found = self.client.networks.list(names=[name])
             exact = [n for n in found if n.name == name]
             if exact:

@@ -238,8 +238,12 @@ def build_driver(provider: str, family: CloudFamily, cloud: dict):
 class CloudProvider:
     """The operations of the node lifecycle on one cloud, for one cluster."""
 
-    def __init__(self, driver, family: CloudFamily, cloud: dict, cluster_name: str):
-        self.driver = driver
+    def __init__(self, driver, family: CloudFamily, cloud: dict, cluster_name: str, factory=None):
+        self._main_driver = driver
+        #: makes one more driver: libcloud connections are not thread-safe (a connection keeps
+        #: its last response), so each worker thread gets a driver of its own
+        self._factory = factory
+        self._local = threading.local()
         self.family = family
         self.cloud = cloud
         self.cluster_name = cluster_name
@@ -247,6 +251,18 @@ class CloudProvider:
         self._sizes: dict[str, object] | None = None
         self._lock = threading.Lock()
         self._create_params = self._create_signature()
+
+    @property
+    def driver(self):
+        """This thread's driver (the first one for the thread that made the provider)."""
+        driver = getattr(self._local, "driver", None)
+        if driver is None:
+            if self._factory is None or threading.current_thread() is threading.main_thread():
+                driver = self._main_driver
+            else:
+                driver = self._factory()
+            self._local.driver = driver
+        return driver
 
     # -- calls ---------------------------------------------------------------
 
@@ -497,4 +513,5 @@ def provider_for(config, cloud_name: str, cluster_name: str) -> CloudProvider:
     """The CloudProvider of cloud section ``cloud_name`` for cluster ``cluster_name``."""
     spec = config.cloud(cloud_name)
     driver = build_driver(spec.provider, spec.family, spec.values)
-    return CloudProvider(driver, spec.family, spec.values, cluster_name)
+    return CloudProvider(driver, spec.family, spec.values, cluster_name,
+                         factory=lambda: build_driver(spec.provider, spec.family, spec.values))

@@ -118,6 +118,8 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     for future in done:
                         _record(cluster, futures[future], future, outcome, progress)
+                    if done:  # one write per round of answers, not per node (each write holds every node)
+                        cluster.save()
             except KeyboardInterrupt:
                 stop.set()
                 _drain(cluster, futures, pending, outcome, progress)
@@ -141,6 +143,7 @@ def _drain(cluster, futures, pending, outcome, progress) -> None:
         for future in running:
             wait([future])
             _record(cluster, futures[future], future, outcome, progress)
+            cluster.save()
     except KeyboardInterrupt:
         pass
     cluster.save()
@@ -169,6 +172,7 @@ def _create_with_retries(provider: CloudProvider, node: Node, kwargs: dict, stop
 
 
 def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Progress) -> None:
+    """Copy one create call's answer onto ``node`` (the caller saves the state right after)."""
     error = future.exception()
     if error is None:
         instance = future.result()
@@ -186,7 +190,6 @@ def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Pr
         outcome.failed[node.name] = str(error)
         if not isinstance(error, Interrupted):
             progress.event(f"could not create {node.name}: {error}")
-    cluster.save()
 
 
 def update_node(node: Node, instance) -> None:

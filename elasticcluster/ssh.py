@@ -26,6 +26,8 @@ from elasticcluster.cluster import Cluster, Node
 from elasticcluster.exceptions import ElasticClusterError
 
 log = logging.getLogger("elasticcluster")
+# paramiko logs every failed attempt with a traceback; we report attempts ourselves
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 READY = "ready"
 PORT_CLOSED = "port closed"
@@ -207,6 +209,7 @@ def wait_for_ssh(cluster: Cluster, nodes: list[Node], *, probe_timeout: float, t
     """
     lock = threading.Lock()
     results: dict[str, Probe] = {n.name: Probe(NO_ADDRESS) for n in nodes}
+    recent: dict[str, list[Probe]] = {}
     deadline = time.monotonic() + timeout
     try:
         frontend = cluster.get_frontend_node()
@@ -228,15 +231,17 @@ def wait_for_ssh(cluster: Cluster, nodes: list[Node], *, probe_timeout: float, t
                     continue
                 gateway = connection(cluster, frontend, timeout=probe_timeout, lock=lock)
             probe = _probe(cluster, node, probe_timeout, lock, gateway)
-            results[node.name] = probe
+            recent[node.name] = (recent.get(node.name, []) + [probe])[-5:]
+            results[node.name] = _most_advanced(recent[node.name])
             if probe.status == READY:
                 if frontend is not None and node.name == frontend.name:
                     frontend_ready.set()
                 event(f"{node.name} accepts SSH")
                 return
-            if probe.status == KEY_CHANGED or time.monotonic() + interval >= deadline:
+            pause = interval * 4 if probe.status == AUTH_REFUSED else interval
+            if probe.status == KEY_CHANGED or time.monotonic() + pause >= deadline:
                 return
-            time.sleep(interval)
+            time.sleep(pause)
 
     workers = max(1, min(len(nodes), max_workers))
     ordered = sorted(nodes, key=lambda n: frontend is None or n.name != frontend.name)
@@ -250,6 +255,15 @@ def wait_for_ssh(cluster: Cluster, nodes: list[Node], *, probe_timeout: float, t
             raise
     write_known_hosts(cluster)
     return results
+
+
+#: how far an attempt got: a refused login says more than a dropped banner seen just after it
+_STAGES = [NO_ADDRESS, WAITING_GATEWAY, UNREACHABLE, PORT_CLOSED, NO_BANNER, AUTH_REFUSED, KEY_CHANGED, READY]
+
+
+def _most_advanced(probes: list[Probe]) -> Probe:
+    """What a node last showed: the furthest stage among its last few attempts."""
+    return max(reversed(probes), key=lambda p: _STAGES.index(p.status))
 
 
 def _probe(cluster: Cluster, node: Node, timeout: float, lock, gateway) -> Probe:

@@ -51,6 +51,20 @@ def test_removed_names_are_not_reused():
     assert names(cluster, "compute") == ["compute003", "compute004"]
 
 
+def test_the_name_of_the_last_node_is_not_reused_either(tmp_path):
+    cluster = Cluster("c", repository=DiskRepository(tmp_path / "s"))
+    add(cluster, "compute", 3)
+    cluster.remove_node(cluster.get_node_by_name("compute003"))
+    cluster.remove_node(cluster.get_node_by_name("compute002"))
+    cluster.save()
+    again = cluster.repository.get("c")  # the numbering survives the state file
+    assert add(again, "compute")[0].name == "compute004"
+    for node in list(again.nodes["compute"]):
+        again.remove_node(node)
+    assert add(again, "compute")[0].name == "compute005"
+    assert add(again, "frontend")[0].name == "frontend001"
+
+
 def test_kinds_that_end_in_digits_get_distinct_names():
     cluster = Cluster("c")
     add(cluster, "gpu2", 3)
@@ -211,7 +225,7 @@ def test_to_dict_from_dict_round_trip():
         "slurm", "hobbes", "ec2_boto", "gc3-user", "ansible-slurm", "frontend")
     assert (again.user_key_name, again.user_key_public, again.user_key_private) == (
         "key", "~/.ssh/id.pub", "~/.ssh/id")
-    assert again.extra == {"note": "kept"}
+    assert again.extra["note"] == "kept"
     node = again.get_node_by_name("compute001")
     assert isinstance(node, Node)
     assert (node.instance_id, node.state, node.public_ips, node.private_ips, node.preferred_ip) == (

@@ -149,13 +149,16 @@ def test_default_storage_path(write_config, home):
     assert configurator.repository.storage_path == configurator.storage_path
 
 
-def test_providers_are_not_available_yet(configurator):
-    with pytest.raises(NotAvailableYet, match="not available yet"):
-        configurator.create_cloud_provider("slurm")
-    with pytest.raises(NotAvailableYet, match="not available yet"):
-        configurator.create_setup_provider("slurm")
+def test_providers_for_an_unknown_template(configurator):
     with pytest.raises(ConfigurationError, match="nosuch"):
         configurator.create_cloud_provider("nosuch")
+    with pytest.raises(ConfigurationError, match="nosuch"):
+        configurator.create_setup_provider("nosuch")
+
+
+def test_setup_provider_is_not_available_yet(configurator):
+    with pytest.raises(NotAvailableYet, match="not available yet"):
+        configurator.create_setup_provider("slurm")
 
 
 def test_from_config_with_a_broken_file(write_config, storage, home):

@@ -224,7 +224,7 @@ def test_crash_between_write_and_rename_keeps_the_old_state(repo, storage):
         "compute001", "compute002", "compute003"]
 
 
-def test_failed_write_removes_its_temporary_file(repo, storage, monkeypatch):
+def test_failed_write_removes_its_temporary_file(repo, storage):
     cluster = make_cluster(repo, "alpha")
     before = (storage / "alpha.json").read_bytes()
     cluster.extra["unserialisable"] = object()  # json.dump fails half-way through

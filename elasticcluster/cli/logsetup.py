@@ -25,3 +25,6 @@ def configure(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level if verbosity >= 3 else logging.WARNING)
     logging.getLogger("elasticcluster").setLevel(level)
+    # libraries speak only with -vvv; their failures reach the user as our own messages
+    for name in ("paramiko", "libcloud", "urllib3", "docker"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 3 else logging.CRITICAL)

@@ -1,4 +1,4 @@
-"""The command line itself (seed 4.3): --version, -h everywhere, the commands still to come, -v."""
+"""The command line itself (seed 4.3): --version, -h everywhere, bad input, -v, lazy imports."""
 from __future__ import annotations
 
 import subprocess
@@ -25,21 +25,24 @@ SUBCOMMANDS = {
     "remove-node": ["cluster", "node"],
 }
 
-#: the commands that are registered but cannot work yet, each with valid arguments
-NOT_YET = [
-    ["start", "slurm"],
-    ["start", "slurm", "-n", "mine", "--nodes", "1:frontend,4:compute", "--no-setup"],
-    ["stop", "mycluster", "--yes", "--force"],
-    ["resize", "mycluster", "-a", "2:compute", "--yes"],
-    ["resize", "mycluster", "-r", "1:compute", "--no-setup", "--yes"],
-    ["setup", "mycluster"],
-    ["setup", "mycluster", "--", "--tags", "slurm"],
-    ["ssh", "mycluster"],
-    ["ssh", "mycluster", "--", "hostname", "-f"],
-    ["sftp", "mycluster"],
-    ["pause", "mycluster", "--yes"],
-    ["resume", "mycluster"],
-    ["remove-node", "mycluster", "compute002", "--yes"],
+#: the commands that change a cluster, each with valid arguments naming a cluster (or template)
+#: that does not exist: (argv, what the message must name)
+CHANGING = [
+    (["start", "nosuch"], "no cluster template 'nosuch'"),
+    (["start", "nosuch", "-n", "mine", "--nodes", "1:frontend,4:compute", "--no-setup"],
+     "no cluster template 'nosuch'"),
+    (["stop", "mycluster", "--yes", "--force"], "no cluster named 'mycluster'"),
+    (["resize", "mycluster", "-a", "2:compute", "--yes"], "no cluster named 'mycluster'"),
+    (["resize", "mycluster", "-r", "1:compute", "--no-setup", "--yes"], "no cluster named 'mycluster'"),
+    (["remove-node", "mycluster", "compute002", "--yes"], "no cluster named 'mycluster'"),
+    (["pause", "mycluster", "--yes"], "no cluster named 'mycluster'"),
+    (["resume", "mycluster"], "no cluster named 'mycluster'"),
+    (["setup", "mycluster"], "no cluster named 'mycluster'"),
+    (["setup", "mycluster", "-v", "--", "--tags", "slurm"], "no cluster named 'mycluster'"),
+    (["ssh", "mycluster"], "no cluster named 'mycluster'"),
+    (["ssh", "mycluster", "-n", "compute001", "--", "hostname", "-f"], "no cluster named 'mycluster'"),
+    (["sftp", "mycluster"], "no cluster named 'mycluster'"),
+    (["list-nodes", "-u", "mycluster"], "no cluster named 'mycluster'"),
 ]
 
 
@@ -84,16 +87,24 @@ def test_help_on_every_subcommand(cli, name):
         assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("argv", NOT_YET, ids=[" ".join(a) for a in NOT_YET])
-def test_commands_not_available_yet(cli, tmp_path, argv):
+@pytest.mark.parametrize("argv, message", CHANGING, ids=[" ".join(a) for a, _ in CHANGING])
+def test_cluster_commands_on_an_unknown_cluster(cli, tmp_path, argv, message):
+    """Exit 2 with one clear message; the stored clusters are named and left alone."""
+    from elasticcluster.cluster import Cluster
+    from elasticcluster.repository import DiskRepository
+
     storage = tmp_path / "storage"
-    result = cli("-s", str(storage), *argv)
-    assert result.returncode != 0
-    assert "not available yet" in result.stderr
-    assert f"elasticcluster {argv[0]}" in result.stderr
+    Cluster("alpha", repository=DiskRepository(storage)).save()
+    before = sorted(p.name for p in storage.iterdir())
+    state = (storage / "alpha.json").read_bytes()
+    result = cli("-s", str(storage), *argv, input="")
+    assert result.returncode == 2, result.output
+    assert message in result.stderr
+    if "no cluster named" in message:
+        assert "stored clusters: alpha" in result.stderr
     assert "Traceback" not in result.output
-    assert result.stdout == ""
-    assert not storage.exists()
+    assert sorted(p.name for p in storage.iterdir()) == before
+    assert (storage / "alpha.json").read_bytes() == state
 
 
 def test_no_subcommand_is_a_usage_error(cli):
@@ -158,3 +169,35 @@ def test_storage_path_that_is_a_file(cli, tmp_path):
     assert result.returncode == 2, result.output
     assert str(storage) in result.stderr
     assert "Traceback" not in result.output
+
+
+HEAVY = ("libcloud", "fabric", "paramiko", "ansible", "cerberus", "configobj", "rich")
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["-h"], ["list"], ["list", "--json"], ["list-nodes", "alpha"],
+                                  ["start", "-h"], ["list-templates"]], ids=" ".join)
+def test_report_commands_load_no_heavy_library(cli, home, write_config, tmp_path, argv):
+    """Piped, with a warm template cache: no cloud, SSH, Ansible, config-checking or rich import."""
+    from elasticcluster.cluster import Cluster
+    from elasticcluster.repository import DiskRepository
+    from tests.conftest import VALID_CONFIG
+
+    storage = tmp_path / "storage"
+    cluster = Cluster("alpha", repository=DiskRepository(storage), ssh_to="frontend")
+    cluster.add_node("frontend", "ami", "user", "m1.small", None)
+    cluster.save()
+    config = write_config(VALID_CONFIG)
+    options = ["-c", str(config), "-s", str(storage)]
+    assert cli(*options, "list-templates").returncode == 0  # fills the template cache
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "elasticcluster", *options, *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = imported_modules(proc.stderr)
+    assert "elasticcluster.cli" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert heavy == []

@@ -5,6 +5,7 @@ process, piped (plain text or --json) and under a pseudo-terminal (rich).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -12,12 +13,11 @@ import select
 import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
-import fcntl
 import pytest
-import termios
 
 from elasticcluster.cluster import Cluster
 from elasticcluster.repository import DiskRepository
@@ -296,14 +296,6 @@ def test_list_nodes_invalid_name(cli, storage, stored, name):
     assert result.returncode == 2
     assert "invalid cluster name" in result.stderr
     assert "Traceback" not in result.output
-
-
-def test_list_nodes_update_is_not_available_yet(cli, storage, stored):
-    for flag in ("-u", "--update"):
-        result = cli("-s", str(storage), "list-nodes", flag, "alpha")
-        assert result.returncode != 0
-        assert "not available yet" in result.stderr
-        assert "Traceback" not in result.output
 
 
 # -- on a terminal --------------------------------------------------------------------

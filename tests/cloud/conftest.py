@@ -16,6 +16,8 @@ from tests.cloud import netns
 from tests.cloud.fault_proxy import FaultProxy
 
 MOTO_SITE = Path(__file__).resolve().parent / "moto_site"
+#: setup never configures the machine the tests run on
+NOOP_PLAYBOOK = Path(__file__).resolve().parent / "data" / "noop.yml"
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzzSECRETzz"
 
 
@@ -26,8 +28,59 @@ def private_net():
         if os.environ.get("CI"):
             pytest.fail(f"moto tests need a private network namespace: {why}")
         pytest.skip(f"moto tests need a private network namespace: {why}")
-    with netns.private_network():
+    with netns.private_network(any_address=True):
         yield
+
+
+@pytest.fixture(scope="module")
+def sshd(private_net, tmp_path_factory):
+    """A real OpenSSH server on port 22 of every address of the private namespace.
+
+    moto's instances have fake addresses; in the namespace they all lead here,
+    so that the SSH wait of `start` has a real sshd to talk to. Log in as root
+    with any key appended to ``authorized_keys``; setup never runs against it
+    (the moto tests use --no-setup and a no-op playbook).
+    """
+    sshd_bin = Path("/usr/sbin/sshd")
+    if not sshd_bin.exists():
+        pytest.fail("the moto tests need OpenSSH's sshd (apt-get install -y openssh-server)")
+    folder = tmp_path_factory.mktemp("sshd")
+    host_key = folder / "ssh_host_ed25519_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    authorized = folder / "authorized_keys"
+    authorized.touch(mode=0o600)
+    config = folder / "sshd_config"
+    config.write_text(f"""\
+Port 22
+ListenAddress 0.0.0.0
+HostKey {host_key}
+PidFile {folder / 'sshd.pid'}
+AuthorizedKeysFile {authorized}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+MaxStartups 2000
+MaxSessions 100
+LogLevel ERROR
+""")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    proc = subprocess.Popen([str(sshd_bin), "-D", "-e", "-f", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", 22), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"sshd did not start: {proc.stderr.read().decode(errors='replace')}")
+            time.sleep(0.05)
+    yield authorized
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 def _free_port() -> int:
@@ -92,8 +145,8 @@ def proxy(moto):
 
 
 @pytest.fixture
-def ssh_key(tmp_path) -> Path:
-    """A fresh ed25519 key pair; returns the private key's path (``.pub`` beside it)."""
+def ssh_key(tmp_path, sshd) -> Path:
+    """A fresh ed25519 key pair, allowed into the test sshd; returns the private key's path."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -105,6 +158,8 @@ def ssh_key(tmp_path) -> Path:
     private.chmod(0o600)
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     private.with_suffix(".pub").write_bytes(public + b" test@elasticcluster\n")
+    with open(sshd, "ab") as stream:
+        stream.write(public + b"\n")
     return private
 
 
@@ -120,7 +175,7 @@ ec2_region = us-east-1
 {extra}
 
 [login/ubuntu]
-image_user = ubuntu
+image_user = root
 image_user_sudo = root
 image_sudo = yes
 user_key_name = elasticcluster-test
@@ -128,6 +183,7 @@ user_key_private = {key}
 user_key_public = {key}.pub
 
 [setup/slurm]
+playbook_path = {NOOP_PLAYBOOK}
 frontend_groups = slurm_master
 compute_groups = slurm_clients
 
@@ -156,6 +212,13 @@ class Run:
         return self.stdout + self.stderr
 
 
+def _no_setup(args: tuple[str, ...]) -> tuple[str, ...]:
+    """start and resize against moto never run the setup step (the nodes are this machine)."""
+    if args and args[0] in ("start", "resize") and "--no-setup" not in args:
+        return (*args, "--no-setup")
+    return args
+
+
 @pytest.fixture
 def ec(home, tmp_path):
     """Run the real CLI (``python -m elasticcluster -c CONFIG -s STORAGE ...``) in the namespace."""
@@ -171,11 +234,13 @@ def ec(home, tmp_path):
         return [sys.executable, "-m", "elasticcluster", "-c", str(config), "-s", str(storage), *args]
 
     def run(*args: str, timeout: float = 300) -> Run:
+        args = _no_setup(args)
         proc = subprocess.run(command(*args), capture_output=True, text=True, env=env(), timeout=timeout,
                               stdin=subprocess.DEVNULL)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(*args: str) -> subprocess.Popen:
+        args = _no_setup(args)
         return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env(), stdin=subprocess.DEVNULL)
 

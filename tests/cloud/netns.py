@@ -32,14 +32,22 @@ def available() -> tuple[bool, str]:
 
 
 @contextmanager
-def private_network():
-    """Move this thread into a new network namespace with only ``lo`` (up)."""
+def private_network(any_address: bool = False):
+    """Move this thread into a new network namespace with only ``lo`` (up).
+
+    With ``any_address``, every IPv4 address is local in the namespace (a
+    ``local`` route of 0.0.0.0/0 on ``lo``): a connection to a fake cloud
+    address reaches a server of the test listening on 0.0.0.0, and nothing else.
+    """
     original = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
     try:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
         try:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            if any_address:
+                subprocess.run(["ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "local"],
+                               check=True)
             interfaces = [name for _, name in socket.if_nameindex()]
             assert interfaces == ["lo"], f"private namespace has {interfaces}"
             yield

@@ -29,7 +29,7 @@ def test_full_lifecycle(moto, ec, ssh_key):
     result = ec("start", "slurm")
     assert result.returncode == 0, result.output
     assert "Frontend node:     frontend001" in result.stdout
-    assert "not available yet" in result.stderr  # the SSH wait and setup come later
+    assert "accepts SSH" in result.stderr and "--no-setup" in result.stderr
     alive = moto.instances("slurm")
     assert len(alive) == 3
     assert {i["State"]["Name"] for i in alive} == {"running"}

@@ -1,0 +1,1 @@
+"""Data of the cloud tests (importable: ``tests.cloud.data.custom_driver``)."""
