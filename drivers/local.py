@@ -38,6 +38,10 @@ LABEL_NODE = "elasticcluster.node"
 TAG_CLUSTER = "elasticcluster-cluster"
 TAG_NODE = "elasticcluster-node"
 DEFAULT_IMAGE = "elasticcluster/debian-node:bookworm"
+#: where the nodes' shared /home folders live on this machine, one per cluster
+DEFAULT_STATE_DIR = "/var/lib/elasticcluster/local"
+#: a package cache all local nodes share, so that each package is downloaded once
+DEFAULT_APT_CACHE = "/var/cache/elasticcluster/apt"
 PACKAGES = "openssh-server,python3,sudo,iproute2,ca-certificates,systemd-sysv,dbus"
 
 #: one process makes a cluster's network once, whichever driver object (thread) asks first
@@ -113,7 +117,9 @@ class LocalNodeDriver(NodeDriver):
 
     def __init__(self, key: str | None = None, secret: str | None = None, docker_host: str | None = None,
                  base_image: str = DEFAULT_IMAGE, debian_suite: str = "bookworm",
-                 debian_mirror: str | None = None, network: str = "elasticcluster", **kwargs):
+                 debian_mirror: str | None = None, network: str = "elasticcluster",
+                 shared_home: bool = True, apt_cache: str | None = DEFAULT_APT_CACHE,
+                 state_dir: str = DEFAULT_STATE_DIR, **kwargs):
         self.key = key
         self.secret = secret
         self.docker_host = docker_host
@@ -121,6 +127,9 @@ class LocalNodeDriver(NodeDriver):
         self.debian_suite = debian_suite
         self.debian_mirror = debian_mirror
         self.network_prefix = network
+        self.shared_home = shared_home
+        self.apt_cache = apt_cache
+        self.state_dir = Path(state_dir).expanduser()
         self._client = None
 
     # -- engine ----------------------------------------------------------------
@@ -189,6 +198,8 @@ class LocalNodeDriver(NodeDriver):
         cpus, ram = SIZES.get(size.id, (size.extra.get("cpus", 1), size.ram))
         devices = ["/dev/fuse:/dev/fuse:rwm"] if os.path.exists("/dev/fuse") else []
         volumes = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}}
+        for host, inside in self._cluster_folders(cluster):
+            volumes[host] = {"bind": inside, "mode": "rw"}
         for folder in ex_shared_folders or []:
             host, _, inside = str(folder).partition(":")
             volumes[host] = {"bind": inside or host, "mode": "rw"}
@@ -210,6 +221,19 @@ class LocalNodeDriver(NodeDriver):
             raise
         container.reload()
         return self._to_node(container)
+
+    def _cluster_folders(self, cluster: str) -> list[tuple[str, str]]:
+        """Host folders every node of ``cluster`` shares: /home, and the apt package cache."""
+        folders = []
+        if self.shared_home:
+            home = self.state_dir / _network_name("cluster", cluster) / "home"
+            home.mkdir(parents=True, exist_ok=True)
+            folders.append((str(home), "/home"))
+        if self.apt_cache:
+            cache = Path(self.apt_cache).expanduser()
+            (cache / "partial").mkdir(parents=True, exist_ok=True)
+            folders.append((str(cache), "/var/cache/apt/archives"))
+        return folders
 
     def _ensure_network(self, cluster: str):
         import docker
@@ -258,13 +282,14 @@ class LocalNodeDriver(NodeDriver):
     def _remove_network_if_empty(self, cluster: str) -> None:
         import docker
 
+        left = self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"})
+        if left:  # stopped (paused) nodes count: they join the network again when resumed
+            return
         try:
-            network = self.client.networks.get(_network_name(self.network_prefix, cluster))
-            network.reload()
-            if not network.attrs.get("Containers"):
-                network.remove()
+            self.client.networks.get(_network_name(self.network_prefix, cluster)).remove()
         except docker.errors.APIError:  # gone already, or a node joined meanwhile
             pass
+        shutil.rmtree(self.state_dir / _network_name("cluster", cluster), ignore_errors=True)
 
     def stop_node(self, node: Node) -> bool:
         container = self._container(node)
