@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from elasticcluster.exceptions import NodeNotFound, NotAvailableYet
+from elasticcluster.exceptions import ElasticClusterError, NodeNotFound
 
 if TYPE_CHECKING:
     from elasticcluster.repository import AbstractClusterRepository
@@ -103,7 +103,9 @@ class Cluster:
                  user_key_private: str | None = None,
                  repository: "AbstractClusterRepository | None" = None, **extra):
         self.name = check_cluster_name(name)
-        self.cloud_provider = cloud_provider
+        self._cloud_provider = cloud_provider
+        #: makes the CloudProvider on first use (set by the Configurator)
+        self._provider_factory = None
         self.setup_provider = setup_provider
         self.user_key_name = user_key_name
         self.user_key_public = user_key_public
@@ -181,11 +183,10 @@ class Cluster:
         raise NodeNotFound(f"cluster {self.name} has no node '{name}'; its nodes: {names}")
 
     def get_frontend_node(self) -> Node:
-        """First node of the ``ssh_to`` kind, else of the first kind in alphabetical order."""
-        if self.ssh_to:
-            if self.nodes.get(self.ssh_to):
-                return self.nodes[self.ssh_to][0]
-            raise NodeNotFound(f"cluster {self.name} has no node of kind '{self.ssh_to}' (ssh_to)")
+        """First node of the ``ssh_to`` kind, else (none given, or none left of that kind) of the
+        first kind in alphabetical order."""
+        if self.ssh_to and self.nodes.get(self.ssh_to):
+            return self.nodes[self.ssh_to][0]
         for kind in sorted(self.nodes):
             if self.nodes[kind]:
                 return self.nodes[kind][0]
@@ -228,16 +229,69 @@ class Cluster:
             cluster.nodes[kind] = [Node.from_dict(n) for n in nodes]
         return cluster
 
-    # -- work done by later parts ----------------------------------------------
+    # -- the lifecycle (seed 4.5.2) ------------------------------------------------
 
-    def start(self, min_nodes=None):
-        raise NotAvailableYet("starting nodes needs the cloud lifecycle, which is not available yet")
+    @property
+    def cloud_provider(self):
+        """The CloudProvider of this cluster (built on first use when the Configurator made it)."""
+        if self._cloud_provider is None and self._provider_factory is not None:
+            self._cloud_provider = self._provider_factory()
+        return self._cloud_provider
 
-    def stop(self, force=False):
-        raise NotAvailableYet("stopping nodes needs the cloud lifecycle, which is not available yet")
+    @cloud_provider.setter
+    def cloud_provider(self, provider) -> None:
+        self._cloud_provider = provider
 
-    def setup(self):
-        raise NotAvailableYet("setting up nodes needs the Ansible setup, which is not available yet")
+    def _need(self, what: str):
+        value = getattr(self, what)
+        if value is None:
+            raise ElasticClusterError(f"cluster '{self.name}' has no {what.replace('_', ' ')}: make it "
+                                      "with Configurator.create_cluster, or pass one to Cluster()")
+        return value
+
+    def start(self, min_nodes: dict[str, int] | None = None, max_concurrent_requests: int = 10,
+              startup_timeout: float = 600, ssh_probe_timeout: float = 5) -> None:
+        """Create the nodes not created yet, wait until they run and accept SSH.
+
+        ``min_nodes`` (kind -> number) lets the start go on when a quota stops some nodes.
+        """
+        from elasticcluster import lifecycle
+        from elasticcluster.ssh_keys import ensure_key_pair, read_public_key
+
+        provider = self._need("cloud_provider")
+        if min_nodes:
+            self.extra["min_nodes"] = dict(min_nodes)
+        ensure_key_pair(self.user_key_private, self.user_key_public)
+        todo = [n for n in self.get_all_nodes() if not n.instance_id]
+        self.extra.setdefault("started", False)
+        self.save()
+        lifecycle.provision(provider, self, todo, public_key=read_public_key(self.user_key_public),
+                            max_workers=max_concurrent_requests, startup_timeout=startup_timeout,
+                            ssh_probe_timeout=ssh_probe_timeout)
+        self.extra["started"] = True
+        self.save()
+
+    def stop(self, force: bool = False) -> None:
+        """Terminate every node (and any the cloud tags as this cluster's) and forget the cluster."""
+        from elasticcluster import lifecycle
+        from elasticcluster.exceptions import CloudError
+
+        outcome = lifecycle.terminate_instances(self._need("cloud_provider"), self, force=force)
+        if outcome.failed and not force:
+            self.save()
+            raise CloudError(f"could not terminate: {outcome.failed}")
+        self.repository.delete(self)
+
+    def setup(self, extra_args: list[str] = ()) -> bool:
+        """Configure the nodes with the setup provider; True on success."""
+        return self._need("setup_provider").setup_cluster(self, extra_args=extra_args)
+
+    def update(self) -> None:
+        """Refresh states and addresses of the nodes from the cloud."""
+        from elasticcluster import lifecycle
+
+        lifecycle.refresh(self._need("cloud_provider"), self)
+        self.save()
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name} {self.node_counts()}>"

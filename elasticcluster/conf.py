@@ -6,7 +6,7 @@ from pathlib import Path
 from elasticcluster.cluster import Cluster, check_cluster_name
 from elasticcluster.config import Config, load_config
 from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError,
-                                       ElasticClusterError, NotAvailableYet)
+                                       ElasticClusterError)
 from elasticcluster.repository import DEFAULT_STORAGE_PATH, AbstractClusterRepository, DiskRepository
 
 
@@ -54,7 +54,7 @@ class Configurator:
             cluster.add_nodes(
                 kind, node.count, node.image_id, image_user, node.flavor, node.security_group,
                 node.image_userdata, network_ids=list(node.network_ids), login=node.login, **extra)
-        return cluster
+        return self._attach(cluster)
 
     def _is_stored(self, name: str) -> bool:
         """Whether ``name`` is taken in the repository (an unreadable state file counts)."""
@@ -69,7 +69,19 @@ class Configurator:
         return True
 
     def load_cluster(self, cluster_name: str) -> Cluster:
-        return self.repository.get(cluster_name)
+        """A stored cluster, with its providers (made on first use) from this configuration."""
+        return self._attach(self.repository.get(cluster_name))
+
+    def _attach(self, cluster: Cluster) -> Cluster:
+        """Give ``cluster`` a cloud provider (made on first use) and a setup provider."""
+        from elasticcluster.cloud import provider_for
+
+        config = self.config
+        if cluster.cloud:
+            cluster._provider_factory = lambda: provider_for(config, cluster.cloud, cluster.name)
+        if cluster.template in config.templates:
+            cluster.setup_provider = self.create_setup_provider(cluster.template)
+        return cluster
 
     def create_cloud_provider(self, cluster_template: str, cluster_name: str | None = None):
         """The CloudProvider of the template's cloud, scoped to ``cluster_name`` (default: the template's)."""
@@ -79,5 +91,7 @@ class Configurator:
         return provider_for(self.config, spec.cloud_name, cluster_name or cluster_template)
 
     def create_setup_provider(self, cluster_template: str, name: str | None = None):
-        self.config.template(cluster_template)
-        raise NotAvailableYet("setup providers are not available yet in this version")
+        """The Ansible setup provider of the template's setup section."""
+        from elasticcluster.playbook import AnsibleSetupProvider
+
+        return AnsibleSetupProvider(self.config.template(cluster_template))

@@ -76,6 +76,57 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, public_key: str,
+              max_workers: int = 10, startup_timeout: float = 600, ssh_probe_timeout: float = 5,
+              floating_ip: bool = False, progress: Progress | None = None) -> None:
+    """The whole start of ``nodes``: prepare, create, minimums, running, SSH (one path for all clouds)."""
+    progress = progress or Progress()
+    prepare(provider, cluster, nodes, public_key)
+    progress.event(f"creating {len(nodes)} node(s) of cluster '{cluster.name}'")
+    outcome = run_instances(provider, cluster, nodes, public_key=public_key, max_workers=max_workers,
+                            progress=progress)
+    minimums = dict(cluster.extra.get("min_nodes") or {})
+    check_min_nodes(cluster, outcome, minimums)
+    created = _still_in(cluster, nodes)
+    late = wait_instances(provider, cluster, created, timeout=startup_timeout, floating_ip=floating_ip,
+                          progress=progress)
+    handle_timeout(provider, cluster, late, minimums, startup_timeout)
+    wait_ssh(provider, cluster, _still_in(cluster, created), probe_timeout=ssh_probe_timeout,
+             timeout=startup_timeout, max_workers=max(32, max_workers), progress=progress)
+
+
+def _still_in(cluster: Cluster, nodes: list[Node]) -> list[Node]:
+    """The ``nodes`` the cluster still holds, in one pass (not O(N^2) dataclass comparisons)."""
+    kept = {id(n) for n in cluster.get_all_nodes()}
+    return [n for n in nodes if id(n) in kept]
+
+
+def wait_ssh(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, probe_timeout: float,
+             timeout: float, max_workers: int = 32, progress: Progress | None = None) -> None:
+    """Wait until every node accepts SSH; drop the silent ones if the minimums allow, else fail."""
+    from elasticcluster import ssh
+
+    if not nodes:
+        return
+    progress = progress or Progress()
+    progress.event(f"waiting for SSH on {len(nodes)} node(s)")
+    results = ssh.wait_for_ssh(cluster, nodes, probe_timeout=probe_timeout, timeout=timeout,
+                               max_workers=max_workers, event=progress.event)
+    cluster.save()
+    silent = [cluster.get_node_by_name(n) for n, p in results.items() if p.status != ssh.READY]
+    if not silent:
+        return
+    lines = ssh.describe_failures(results, cluster)
+    changed = any(p.status == ssh.KEY_CHANGED for p in results.values())
+    minimums = dict(cluster.extra.get("min_nodes") or {})
+    if changed or not within_minimums(cluster, silent, minimums):
+        raise CloudError("cannot log into every node over SSH:\n  " + "\n  ".join(lines))
+    log.warning("terminating node(s) that never accepted SSH (KIND_min_nodes allows it):\n  %s",
+                "\n  ".join(lines))
+    drop_nodes(provider, cluster, silent)
+    ssh.write_known_hosts(cluster)
+
+
 def prepare(provider: CloudProvider, cluster: Cluster, nodes: list[Node], public_key: str) -> None:
     """Everything the create calls need, checked before any node is created."""
     provider.ensure_key_pair(cluster.user_key_name, public_key)

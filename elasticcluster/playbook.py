@@ -191,3 +191,25 @@ def failure_report(run: PlaybookRun) -> str:
         message = " ".join(failure.message.split())
         lines.append(f"{host}: {what}: {message[:300]}" if message else f"{host}: {what}")
     return "\n".join(lines)
+
+
+class AnsibleSetupProvider:
+    """The seed's setup provider: configures a cluster with the template's playbook."""
+
+    def __init__(self, template, verbosity: int = 0, listener: Listener | None = None):
+        self.template = template
+        self.verbosity = verbosity
+        self.listener = listener
+
+    def setup_cluster(self, cluster: Cluster, extra_args: list[str] = ()) -> bool:
+        """Run the playbook (idempotent); True when every host succeeded."""
+        run = run_playbook(cluster, self.template, extra_args=list(extra_args), verbosity=self.verbosity,
+                           listener=self.listener)
+        if run.returncode != 0:
+            log.error("setup of cluster '%s' failed:\n%s", cluster.name, failure_report(run))
+        return run.returncode == 0
+
+    def cleanup(self, cluster: Cluster) -> None:
+        from elasticcluster.inventory import inventory_path
+
+        inventory_path(cluster).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -195,10 +196,19 @@ class DiskRepository(AbstractClusterRepository):
             raise
         _fsync_dir(self.storage_path)
 
+    #: files kept beside a cluster's state, removed with it
+    companions = (".known_hosts", ".inventory.json", ".ansible.log")
+
     def delete(self, cluster: Cluster) -> None:
+        """Forget ``cluster``: its state file and what is kept beside it (known_hosts,
+        inventory, Ansible's fact cache and log)."""
         with self.lock(cluster.name):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path_for(cluster.name))
+            for suffix in self.companions:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.storage_path / f"{cluster.name}{suffix}")
+            shutil.rmtree(self.storage_path / f"{cluster.name}.facts", ignore_errors=True)
             _fsync_dir(self.storage_path)
 
     def _ensure_folder(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from elasticcluster.cluster import Cluster
 from elasticcluster.conf import Configurator
-from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError, NotAvailableYet,
+from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError,
                                        StateFileError, UsageError)
 from elasticcluster.repository import DiskRepository, MemRepository
 from tests.conftest import VALID_CONFIG
@@ -156,9 +156,14 @@ def test_providers_for_an_unknown_template(configurator):
         configurator.create_setup_provider("nosuch")
 
 
-def test_setup_provider_is_not_available_yet(configurator):
-    with pytest.raises(NotAvailableYet, match="not available yet"):
-        configurator.create_setup_provider("slurm")
+def test_setup_provider_runs_the_templates_playbook(configurator):
+    from elasticcluster.playbook import AnsibleSetupProvider
+
+    provider = configurator.create_setup_provider("slurm")
+    assert isinstance(provider, AnsibleSetupProvider)
+    assert provider.template.setup_name == "ansible-slurm"
+    cluster = configurator.create_cluster("slurm")
+    assert cluster.setup_provider.template.name == "slurm"
 
 
 def test_from_config_with_a_broken_file(write_config, storage, home):

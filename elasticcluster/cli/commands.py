@@ -84,59 +84,17 @@ def _public_key(cluster) -> str:
 
 
 def create_nodes(args, config, template, cluster, nodes, provider) -> None:
-    """prepare -> run_instances -> min_nodes -> wait_instances -> startup timeout (one path)."""
+    """Create ``nodes``, wait until they run and accept SSH (lifecycle.provision)."""
     from elasticcluster import lifecycle
 
     if not nodes:
         return
-    progress = _progress(args)
-    public_key = _public_key(cluster)
-    lifecycle.prepare(provider, cluster, nodes, public_key)
-    progress.event(f"creating {len(nodes)} node(s) of cluster '{cluster.name}'")
-    outcome = lifecycle.run_instances(provider, cluster, nodes, public_key=public_key,
-                                      max_workers=_workers(args, template), progress=progress)
-    minimums = dict(cluster.extra.get("min_nodes") or {})
-    lifecycle.check_min_nodes(cluster, outcome, minimums)
-    created = _still_in(cluster, nodes)
-    timeout = template.cluster.get("startup_timeout", 600)
-    late = lifecycle.wait_instances(provider, cluster, created, timeout=timeout,
-                                    floating_ip=bool(provider.cloud.get("request_floating_ip")),
-                                    progress=progress)
-    lifecycle.handle_timeout(provider, cluster, late, minimums, timeout)
-    wait_ssh(cluster, template, _still_in(cluster, created), provider, progress)
-
-
-def _still_in(cluster, nodes):
-    """The ``nodes`` the cluster still holds, in one pass (``n in cluster.get_all_nodes()`` for
-    each node rebuilt the list and compared whole dataclasses: O(N^2), 1/6 of a 256-node start)."""
-    kept = {id(n) for n in cluster.get_all_nodes()}
-    return [n for n in nodes if id(n) in kept]
-
-
-def wait_ssh(cluster, template, nodes, provider, progress) -> None:
-    """Wait until every node accepts SSH; drop the silent ones if the minimums allow."""
-    from elasticcluster import lifecycle, ssh
-
-    if not nodes:
-        return
-    progress.event(f"waiting for SSH on {len(nodes)} node(s)")
-    results = ssh.wait_for_ssh(cluster, nodes, probe_timeout=template.cluster.get("ssh_probe_timeout", 5),
-                               timeout=template.cluster.get("startup_timeout", 600),
-                               max_workers=max(32, _workers_default(template)), event=progress.event)
-    cluster.save()
-    ssh.write_known_hosts(cluster)
-    silent = [cluster.get_node_by_name(n) for n, p in results.items() if p.status != ssh.READY]
-    if not silent:
-        return
-    lines = ssh.describe_failures(results, cluster)
-    changed = any(p.status == ssh.KEY_CHANGED for p in results.values())
-    minimums = dict(cluster.extra.get("min_nodes") or {})
-    if changed or not lifecycle.within_minimums(cluster, silent, minimums):
-        raise CloudError("cannot log into every node over SSH:\n  " + "\n  ".join(lines))
-    log.warning("terminating node(s) that never accepted SSH (KIND_min_nodes allows it):\n  %s",
-                "\n  ".join(lines))
-    lifecycle.drop_nodes(provider, cluster, silent)
-    ssh.write_known_hosts(cluster)
+    lifecycle.provision(provider, cluster, nodes, public_key=_public_key(cluster),
+                        max_workers=_workers(args, template),
+                        startup_timeout=template.cluster.get("startup_timeout", 600),
+                        ssh_probe_timeout=template.cluster.get("ssh_probe_timeout", 5),
+                        floating_ip=bool(provider.cloud.get("request_floating_ip")),
+                        progress=_progress(args))
 
 
 def _workers_default(template) -> int:
@@ -267,7 +225,7 @@ def stop(args) -> int:
             log.warning("--force: forgetting cluster '%s' although its instances could not be "
                         "terminated: %s (they are tagged %s=%s on the cloud)", cluster.name,
                         ", ".join(ids) or "none recorded", "elasticcluster-cluster", cluster.name)
-            forget(repo, cluster)
+            repo.delete(cluster)
             return 1
         if outcome.failed:
             message = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
@@ -281,20 +239,9 @@ def stop(args) -> int:
             log.warning("--force: carrying on past: %s", message)
         if args.wait and not lifecycle.wait_terminated(provider, cluster):
             log.warning("some instances of '%s' are still shutting down", cluster.name)
-        forget(repo, cluster)
+        repo.delete(cluster)
     print(f"Cluster '{cluster.name}' stopped.", file=sys.stderr)
     return 0
-
-
-def forget(repo, cluster) -> None:
-    """Remove the cluster's state and every file kept beside it (known_hosts, inventory, facts, log)."""
-    import shutil
-
-    storage = repo.storage_path
-    for suffix in (".known_hosts", ".inventory.json", ".ansible.log"):
-        (storage / f"{cluster.name}{suffix}").unlink(missing_ok=True)
-    shutil.rmtree(storage / f"{cluster.name}.facts", ignore_errors=True)
-    repo.delete(cluster)
 
 
 def setup(args) -> int:

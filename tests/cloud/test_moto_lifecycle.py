@@ -256,3 +256,25 @@ def test_sigkill_at_any_point_leaves_nothing_that_stop_cannot_find(moto, proxy, 
     print(f"\nSIGKILL points (s): {', '.join(f'{p:.2f}' for p in points)}; start takes {duration:.2f}s")
     print(f"leaked instances after stop --force: {sum(leaked.values())}")
     assert sum(leaked.values()) == 0, leaked
+
+
+def test_python_api_start_and_stop(moto, ssh_key, tmp_path, monkeypatch):
+    """The seed's API (4.5.1): Configurator -> create_cluster -> start -> stop, in this process."""
+    import libcloud.compute.drivers.ec2 as ec2
+
+    monkeypatch.setattr(ec2, "NAMESPACE", ec2.NAMESPACE.rstrip("/"))  # moto's namespace (test-only)
+    from elasticcluster import Configurator
+
+    config = tmp_path / "api.conf"
+    config.write_text(ec2_config(moto.url, moto.image_id, ssh_key, compute=2))
+    config.chmod(0o600)
+    conf = Configurator.fromConfig(config, tmp_path / "api-storage")
+    cluster = conf.create_cluster("slurm", name="api")
+    cluster.start()
+    assert len(moto.instances("api")) == 3
+    stored = conf.load_cluster("api")
+    assert {n.state for n in stored.get_all_nodes()} == {"running"}
+    assert all(n.extra.get("ssh_host_key") for n in stored.get_all_nodes())
+    stored.stop()
+    assert moto.instances("api") == []
+    assert not (tmp_path / "api-storage" / "api.json").exists()
