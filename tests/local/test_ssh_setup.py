@@ -248,3 +248,18 @@ def test_nodes_that_never_accept_ssh(local, cluster):
     assert "never accepted SSH" in result.stderr
     assert [n["name"] for n in local.nodes("nossh2")] == ["frontend001"]
     assert len(containers_of(local.docker, "nossh2")) == 1
+
+
+def test_ssh_proxy_command_is_used_everywhere(local, cluster, tmp_path):
+    mark = tmp_path / "proxy-used"
+    proxy = f"{sys.executable} {DATA / 'tcp_proxy.py'} %h %p {mark}"
+    text = config_text().replace("[setup/small]", f"ssh_proxy_command = {proxy}\n\n[setup/small]")
+    cluster.config.write_text(text)
+    name = cluster("proxy1", "--nodes", "1:frontend,1:compute")  # SSH wait (Fabric) and setup (Ansible)
+    used = mark.read_text().split()
+    ips = {n["preferred_ip"] for n in local.nodes(name)}
+    assert {u.rsplit(":", 1)[0] for u in used} == ips
+    before = len(used)
+    result = local("ssh", name, "-n", "compute001", "--", "hostname")  # and the ssh command
+    assert result.returncode == 0 and result.stdout.strip() == "compute001"
+    assert len(mark.read_text().split()) == before + 1
