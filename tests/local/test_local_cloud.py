@@ -1,5 +1,7 @@
 """The local cloud: real nodes (systemd containers) through the same lifecycle as any cloud.
 
+The bundled playbooks are tested in test_playbook_*.py; here --no-setup keeps to the lifecycle.
+
 These start real containers on this machine's Docker engine; .ci/run starts one.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_local_cluster_lifecycle(local):
-    result = local("start", "local-slurm", "-n", "lc1")
+    result = local("start", "local-slurm", "-n", "lc1", "--no-setup")
     assert result.returncode == 0, result.output
     assert "Frontend node:     frontend001" in result.stdout
     # the bundled login's key pair was made on first use
@@ -48,10 +50,10 @@ def test_local_cluster_lifecycle(local):
     result = local("list-nodes", "lc1", "-u")
     assert result.returncode == 0 and "compute002" in result.stdout
 
-    assert local("resize", "lc1", "-a", "1:compute", "--yes").returncode == 0
+    assert local("resize", "lc1", "-a", "1:compute", "--yes", "--no-setup").returncode == 0
     assert len(containers_of(local.docker, "lc1")) == 4
     assert "compute003" in [n["name"] for n in local.nodes("lc1")]
-    assert local("resize", "lc1", "-r", "1:compute", "--yes").returncode == 0
+    assert local("resize", "lc1", "-r", "1:compute", "--yes", "--no-setup").returncode == 0
     assert len(containers_of(local.docker, "lc1")) == 3
 
     assert local("pause", "lc1", "--yes").returncode == 0
@@ -69,8 +71,8 @@ def test_local_cluster_lifecycle(local):
 
 
 def test_two_clusters_do_not_see_each_other(local):
-    assert local("start", "local-slurm", "-n", "iso-a", "--nodes", "1:frontend,1:compute").returncode == 0
-    assert local("start", "local-slurm", "-n", "iso-b", "--nodes", "1:frontend,1:compute").returncode == 0
+    assert local("start", "local-slurm", "-n", "iso-a", "--nodes", "1:frontend,1:compute", "--no-setup").returncode == 0
+    assert local("start", "local-slurm", "-n", "iso-b", "--nodes", "1:frontend,1:compute", "--no-setup").returncode == 0
     names_a = {n["instance_id"] for n in local.nodes("iso-a")}
     names_b = {n["instance_id"] for n in local.nodes("iso-b")}
     assert names_a.isdisjoint(names_b)
@@ -88,7 +90,7 @@ def test_sigkill_during_start_then_stop_force_leaves_no_container(local):
     rng = random.Random(4)
     for number in range(3):
         name = f"kill{number}"
-        proc = local.popen("start", "local-slurm", "-n", name, "--nodes", "1:frontend,4:compute")
+        proc = local.popen("start", "local-slurm", "-n", name, "--nodes", "1:frontend,4:compute", "--no-setup")
         time.sleep(0.4 + rng.uniform(0, 1.2))
         proc.kill()
         proc.communicate()
