@@ -110,7 +110,8 @@ def driver_class(provider: str, family: CloudFamily):
         raise ConfigurationError(f"provider = {provider}: its libcloud driver needs a Python package "
                                  f"that is not installed ({err.name or err}); install it with pip") from None
     except AttributeError:
-        raise ConfigurationError(f"provider = {provider}: the installed libcloud has no such driver") from None
+        raise ConfigurationError(
+            f"provider = {provider}: the installed libcloud has no such driver") from None
 
 
 def init_parameters(cls) -> tuple[list[str], list[str]]:

@@ -85,7 +85,7 @@ class Node:
                 for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Node":
+    def from_dict(cls, data: dict) -> Node:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -101,7 +101,7 @@ class Cluster:
     def __init__(self, name: str, cloud_provider=None, setup_provider=None,
                  user_key_name: str | None = None, user_key_public: str | None = None,
                  user_key_private: str | None = None,
-                 repository: "AbstractClusterRepository | None" = None, **extra):
+                 repository: AbstractClusterRepository | None = None, **extra):
         self.name = check_cluster_name(name)
         self._cloud_provider = cloud_provider
         #: makes the CloudProvider on first use (set by the Configurator)
@@ -217,7 +217,7 @@ class Cluster:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, repository=None) -> "Cluster":
+    def from_dict(cls, data: dict, repository=None) -> Cluster:
         cluster = cls(data["name"], user_key_name=data.get("user_key_name"),
                       user_key_public=data.get("user_key_public"),
                       user_key_private=data.get("user_key_private"), repository=repository,

@@ -5,8 +5,7 @@ from pathlib import Path
 
 from elasticcluster.cluster import Cluster, check_cluster_name
 from elasticcluster.config import Config, load_config
-from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError,
-                                       ElasticClusterError)
+from elasticcluster.exceptions import ClusterExists, ClusterNotFound, ConfigurationError, ElasticClusterError
 from elasticcluster.repository import DEFAULT_STORAGE_PATH, AbstractClusterRepository, DiskRepository
 
 
@@ -20,7 +19,7 @@ class Configurator:
         self.repository = repository or DiskRepository(self.storage_path)
 
     @classmethod
-    def fromConfig(cls, configfile: str | Path, storage_path: str | Path | None = None) -> "Configurator":
+    def fromConfig(cls, configfile: str | Path, storage_path: str | Path | None = None) -> Configurator:
         """Read, validate and link ``configfile`` (and ``configfile.d/*.conf``)."""
         return cls(load_config(configfile), storage_path)
 

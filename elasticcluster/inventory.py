@@ -44,7 +44,8 @@ def inventory_for(cluster: Cluster, template) -> dict:
         spec = template.kinds.get(node.kind)
         host = {"ansible_host": address_of(node), "elasticcluster_kind": node.kind,
                 "elasticcluster_private_ip": (node.private_ips or node.ips or [None])[0]}
-        for key, extra in (("elasticcluster_cpus", "flavor_cpus"), ("elasticcluster_memory_mb", "flavor_ram")):
+        for key, extra in (("elasticcluster_cpus", "flavor_cpus"),
+                           ("elasticcluster_memory_mb", "flavor_ram")):
             if node.extra.get(extra):
                 host[key] = node.extra[extra]
         if node.image_user and node.image_user != login.user:

@@ -20,10 +20,10 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from elasticcluster.cloud import CloudProvider
 from elasticcluster.cluster import Cluster, Node
@@ -334,7 +334,8 @@ def wait_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node],
         except KeyboardInterrupt:
             cluster.save()
             raise Interrupted(f"interrupted while waiting for the nodes of '{cluster.name}' to run; "
-                              f"they are recorded: `elasticcluster stop {cluster.name}` removes them") from None
+                              f"they are recorded: `elasticcluster stop {cluster.name}` removes them"
+                              ) from None
 
 
 def _ready(node: Node) -> bool:
@@ -409,8 +410,8 @@ def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[N
     targets = [(name, i) for name, i in targets if str(i.state).lower() not in GONE]
     outcome = Outcome()
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="terminate") as pool:
-        futures = {pool.submit(provider.destroy, instance): (name, instance) for name, instance in targets}
-        for future, (name, instance) in futures.items():
+        futures = {pool.submit(provider.destroy, instance): name for name, instance in targets}
+        for future, name in futures.items():
             try:
                 future.result()
             except CloudError as err:

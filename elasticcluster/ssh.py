@@ -55,7 +55,7 @@ class Login:
     proxy_command: str | None = None
 
     @classmethod
-    def of(cls, cluster: Cluster, node: Node | None = None) -> "Login":
+    def of(cls, cluster: Cluster, node: Node | None = None) -> Login:
         info = dict(cluster.extra.get("login_info") or {})
         user = node.image_user if node is not None else info.get("image_user")
         return cls(user=user or info.get("image_user") or "root",
@@ -201,7 +201,8 @@ class Probe:
 
 
 def wait_for_ssh(cluster: Cluster, nodes: list[Node], *, probe_timeout: float, timeout: float,
-                 max_workers: int = 32, interval: float = 0.25, event=lambda message: None) -> dict[str, Probe]:
+                 max_workers: int = 32, interval: float = 0.25,
+                 event=lambda message: None) -> dict[str, Probe]:
     """Wait until every node in ``nodes`` accepts an SSH login; returns each node's last probe.
 
     A node whose host key changed is given up at once; the others are tried

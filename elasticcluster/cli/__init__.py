@@ -45,7 +45,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--storage", metavar="PATH", default=DEFAULT_STORAGE,
                         help=f"folder where started clusters are remembered (default: {DEFAULT_STORAGE})")
     parser.add_argument("-c", "--config", metavar="PATH", default=DEFAULT_CONFIG,
-                        help=f"configuration file; every PATH.d/*.conf is read too (default: {DEFAULT_CONFIG})")
+                        help="configuration file; every PATH.d/*.conf is read too "
+                             f"(default: {DEFAULT_CONFIG})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ import logging
 import sys
 
 from elasticcluster.exceptions import (
-    ClusterExists,
     CloudError,
+    ClusterExists,
     ConfigurationError,
     ElasticClusterError,
     UsageError,

@@ -73,7 +73,7 @@ class ClusterTemplate:
             return self.ssh_to
         return sorted(self.kinds)[0]
 
-    def with_node_counts(self, counts: dict[str, int]) -> "ClusterTemplate":
+    def with_node_counts(self, counts: dict[str, int]) -> ClusterTemplate:
         """A copy with other node counts (``start --nodes N:KIND,...``)."""
         kinds = dict(self.kinds)
         for kind, count in counts.items():
