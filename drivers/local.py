@@ -236,7 +236,6 @@ class LocalNodeDriver(NodeDriver):
         return folders
 
     def _ensure_network(self, cluster: str):
-
         name = _network_name(self.network_prefix, cluster)
         with _NETWORK_LOCK:
             found = self.client.networks.list(names=[name])
