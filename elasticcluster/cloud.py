@@ -45,6 +45,7 @@ _QUOTA = re.compile(r"InstanceLimitExceeded|InsufficientInstanceCapacity|VcpuLim
 _TRANSIENT = re.compile(r"RequestLimitExceeded|Throttl|ServiceUnavailable|InternalError|"
                         r"Unavailable|temporarily|try again|timed out|Connection reset|"
                         r"\b50[0234]\b|\b429\b", re.I)
+_NOT_FOUND = re.compile(r"NotFound|not found|does not exist|No such|\b404\b", re.I)
 _AUTH = re.compile(r"AuthFailure|InvalidClientTokenId|SignatureDoesNotMatch|Unauthorized|"
                    r"InvalidCreds|Forbidden|\b401\b|UnrecognizedClient", re.I)
 
@@ -336,10 +337,45 @@ class CloudProvider:
         field = self.family.node_fields.get("client_token")
         return (instance.extra or {}).get(field) if field else None
 
-    def list_instances(self) -> list:
-        """Every instance of this cluster, from one ``list_nodes`` call."""
-        instances = self.call("listing the nodes", self.driver.list_nodes)
-        return [i for i in instances if self.node_name_of(i) is not None]
+    def list_instances(self, known_ids=()) -> list:
+        """Every instance of this cluster: one ``list_nodes`` call, narrowed to the cluster's
+        tag where the mapping says how (``[listing] filter``), then the instances of
+        ``known_ids`` that listing did not return, looked up by id (``[listing] by_ids``):
+        a listing may be cut short (paging), and a recorded instance is never taken for gone
+        just because a listing missed it."""
+        spec = self.family.listing
+        kwargs = {}
+        if spec.get("filter"):
+            kwargs[spec["filter"]] = {key: str(value).replace("$cluster", self.cluster_name)
+                                      for key, value in spec.get("filter_values", {}).items()}
+        instances = self.call("listing the nodes", self.driver.list_nodes, **kwargs)
+        mine = [i for i in instances if self.node_name_of(i) is not None]
+        seen = {i.id for i in mine}
+        missing = [i for i in dict.fromkeys(known_ids) if i and i not in seen]
+        if missing and spec.get("by_ids"):
+            for start in range(0, len(missing), 100):
+                mine += self._by_ids(spec["by_ids"], missing[start:start + 100])
+        return mine
+
+    def _by_ids(self, argument: str, ids: list[str]) -> list:
+        """Instances of ``ids`` (one call; one call each if the cloud refuses an unknown id)."""
+        try:
+            return list(self.call("looking nodes up", self.driver.list_nodes, **{argument: ids}))
+        except CloudError:
+            if len(ids) == 1:
+                return []  # gone for good
+        found = []
+        for one in ids:
+            found += self._by_ids(argument, [one])
+        return found
+
+    def instance_stub(self, instance_id: str, name: str | None = None):
+        """A libcloud Node for an id the cloud did not list (to terminate it anyway)."""
+        from libcloud.compute.base import Node
+        from libcloud.compute.types import NodeState
+
+        return Node(id=instance_id, name=name or instance_id, state=NodeState.UNKNOWN, public_ips=[],
+                    private_ips=[], driver=self.driver)
 
     # -- key pair, security group, image, size -----------------------------------
 
@@ -491,7 +527,12 @@ class CloudProvider:
         return self.call(f"creating {node.name}", self.driver.create_node, **kwargs)
 
     def destroy(self, instance) -> None:
-        self.call(f"terminating {instance.id}", self.driver.destroy_node, instance)
+        """Terminate ``instance``; one that no longer exists counts as terminated."""
+        try:
+            self.call(f"terminating {instance.id}", self.driver.destroy_node, instance)
+        except CloudError as err:
+            if not _NOT_FOUND.search(str(err)):
+                raise
 
     def stop(self, instance) -> None:
         self.call(f"stopping {instance.id}", self.driver.stop_node, instance)

@@ -67,6 +67,8 @@ class CloudFamily:
     security_group: dict = field(default_factory=dict, hash=False)
     #: driver methods that allocate, attach and release floating IPs
     floating_ip: dict = field(default_factory=dict, hash=False)
+    #: how ``list_nodes`` narrows to one cluster (filter) and looks instances up by id (by_ids)
+    listing: dict = field(default_factory=dict, hash=False)
 
     def renamed(self) -> dict[str, str]:
         """Deprecated key name -> current name."""
@@ -113,6 +115,7 @@ def _load_family(path) -> CloudFamily:
         node_fields=dict(data.get("nodes", {})),
         security_group=dict(data.get("security_group", {})),
         floating_ip=dict(data.get("floating_ip", {})),
+        listing=dict(data.get("listing", {})),
     )
 
 

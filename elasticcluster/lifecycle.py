@@ -277,7 +277,7 @@ def check_min_nodes(cluster: Cluster, outcome: Outcome, minimums: dict[str, int]
 
 def refresh(provider: CloudProvider, cluster: Cluster) -> list:
     """Update every node from one listing; returns the instances found for the cluster."""
-    instances = provider.list_instances()
+    instances = provider.list_instances(known_ids=[n.instance_id for n in cluster.get_all_nodes()])
     by_id = {i.id: i for i in instances}
     by_name: dict[str, list] = {}
     for instance in instances:
@@ -355,7 +355,7 @@ def _attach_floating_ips(provider: CloudProvider, cluster: Cluster, names: set[s
 
 
 def _instance(provider: CloudProvider, node: Node):
-    for instance in provider.list_instances():
+    for instance in provider.list_instances(known_ids=[node.instance_id]):
         if instance.id == node.instance_id:
             return instance
     return None
@@ -399,7 +399,9 @@ def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[N
     instances = refresh(provider, cluster)
     nodes = cluster.get_all_nodes() if nodes is None else nodes
     by_id = {i.id: i for i in instances}
-    targets = [(n.name, by_id[n.instance_id]) for n in nodes if n.instance_id in by_id]
+    # a recorded instance the cloud did not list is terminated by id all the same
+    targets = [(n.name, by_id.get(n.instance_id) or provider.instance_stub(n.instance_id, n.name))
+               for n in nodes if n.instance_id]
     if lost:
         known = {n.instance_id for n in cluster.get_all_nodes() if n.instance_id}
         for instance in instances:
@@ -426,7 +428,8 @@ def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[N
 def wait_terminated(provider: CloudProvider, cluster: Cluster, timeout: float = 600) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [i for i in provider.list_instances() if str(i.state).lower() not in GONE]
+        known = [n.instance_id for n in cluster.get_all_nodes()]
+        alive = [i for i in provider.list_instances(known_ids=known) if str(i.state).lower() not in GONE]
         if not alive:
             return True
         time.sleep(2)

@@ -81,7 +81,10 @@ class ClusterTemplate:
                 raise UsageError(
                     f"--nodes: template '{self.name}' has no node kind '{kind}'; "
                     f"its kinds are: {', '.join(sorted(kinds))}")
-            kinds[kind] = replace(kinds[kind], count=count, min_count=min(kinds[kind].min_count, count))
+            spec = kinds[kind]
+            # with no KIND_min_nodes of its own, the minimum follows the count asked for
+            minimum = count if spec.min_count == spec.count else min(spec.min_count, count)
+            kinds[kind] = replace(spec, count=count, min_count=minimum)
         return replace(self, kinds=kinds)
 
     def summary(self) -> dict:

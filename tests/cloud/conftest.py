@@ -119,7 +119,8 @@ class Moto:
     def instances(self, cluster: str | None = None, alive: bool = True) -> list[dict]:
         filters = [{"Name": "tag:elasticcluster-cluster", "Values": [cluster]}] if cluster else []
         found = []
-        for reservation in self.ec2.describe_instances(Filters=filters)["Reservations"]:
+        pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+        for reservation in (r for page in pages for r in page["Reservations"]):
             for instance in reservation["Instances"]:
                 if not alive or instance["State"]["Name"] not in ("terminated", "shutting-down"):
                     found.append(instance)

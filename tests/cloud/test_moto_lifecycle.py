@@ -278,3 +278,17 @@ def test_python_api_start_and_stop(moto, ssh_key, tmp_path, monkeypatch):
     stored.stop()
     assert moto.instances("api") == []
     assert not (tmp_path / "api-storage" / "api.json").exists()
+
+
+def test_clusters_larger_than_one_page_of_listing(moto, ec, ssh_key):
+    """moto lists instances in pages of 100: nodes beyond the first page are looked up by id."""
+    ec.write(ec2_config(moto.url, moto.image_id, ssh_key, compute=110))
+    result = ec("start", "slurm", "-p", "20", timeout=600)
+    assert result.returncode == 0, result.output[-2000:]
+    state = _state(ec, "slurm")
+    assert len(_node_names(state)) == 111
+    assert {n["state"] for nodes in state["nodes"].values() for n in nodes} == {"running"}
+    assert len(moto.instances("slurm")) == 111
+    result = ec("stop", "slurm", "--yes")
+    assert result.returncode == 0, result.output[-2000:]
+    assert moto.instances("slurm") == []
