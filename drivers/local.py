@@ -82,6 +82,41 @@ mkdir -p /var/lib/elasticcluster
 touch /var/lib/elasticcluster/firstboot-done
 """
 
+#: where a node sees the package cache its cluster shares with every local node
+SHARED_APT = "/var/cache/elasticcluster/apt"
+
+# Each node keeps its own /var/cache/apt/archives (apt locks that folder and does not wait for
+# the lock, so one folder shared by nodes installing at the same time fails). After every
+# `apt-get update` the packages of the shared folder appear in it as links, so apt does not
+# download them again; before dpkg installs, the packages this node downloaded are copied
+# (atomically) into the shared folder for the others.
+APT_CACHE_SCRIPT = f"""#!/bin/sh
+# elasticcluster: share downloaded packages between local nodes.
+shared={SHARED_APT}
+archives=/var/cache/apt/archives
+case "$1" in
+link)
+    for f in "$shared"/*.deb; do
+        [ -e "$f" ] || continue
+        [ -e "$archives/${{f##*/}}" ] || ln -s "$f" "$archives/${{f##*/}}"
+    done ;;
+publish)
+    cat >/dev/null
+    for f in "$archives"/*.deb; do
+        [ -f "$f" ] && [ ! -L "$f" ] || continue
+        name=${{f##*/}}
+        [ -e "$shared/$name" ] && continue
+        cp "$f" "$shared/.$name.$$" && mv -f "$shared/.$name.$$" "$shared/$name"
+    done ;;
+esac
+exit 0
+"""
+
+APT_CACHE_CONF = """\
+APT::Update::Post-Invoke-Success { "/usr/local/sbin/elasticcluster-apt-cache link || true"; };
+DPkg::Pre-Install-Pkgs { "/usr/local/sbin/elasticcluster-apt-cache publish || true"; };
+"""
+
 FIRSTBOOT_UNIT = """[Unit]
 Description=elasticcluster first boot (SSH host keys, login user)
 Before=ssh.service
@@ -214,7 +249,7 @@ class LocalNodeDriver(NodeDriver):
         try:
             network.disconnect(container)
             network.connect(container, aliases=[node_name])
-            container.put_archive("/", _first_boot_files(ex_login_key, ex_userdata))
+            container.put_archive("/", _first_boot_files(ex_login_key, ex_userdata, bool(self.apt_cache)))
             container.start()
         except Exception:
             container.remove(force=True)
@@ -231,8 +266,8 @@ class LocalNodeDriver(NodeDriver):
             folders.append((str(home), "/home"))
         if self.apt_cache:
             cache = Path(self.apt_cache).expanduser()
-            (cache / "partial").mkdir(parents=True, exist_ok=True)
-            folders.append((str(cache), "/var/cache/apt/archives"))
+            cache.mkdir(parents=True, exist_ok=True)
+            folders.append((str(cache), SHARED_APT))
         return folders
 
     def _ensure_network(self, cluster: str):
@@ -332,7 +367,7 @@ def _host_key_pair() -> tuple[str, str]:
     return private, f"{public} root@elasticcluster\n"
 
 
-def _first_boot_files(login_key: str | None, userdata: str | None) -> bytes:
+def _first_boot_files(login_key: str | None, userdata: str | None, apt_cache: bool = False) -> bytes:
     """A tar of /etc/elasticcluster/{login,authorized_keys,userdata} for the first boot, and
     the node's own ed25519 SSH host key.
 
@@ -350,6 +385,9 @@ def _first_boot_files(login_key: str | None, userdata: str | None) -> bytes:
         files["etc/elasticcluster/authorized_keys"] = (key.strip() + "\n", 0o644)
     if userdata:
         files["etc/elasticcluster/userdata"] = (userdata, 0o755)
+    if apt_cache:
+        files["usr/local/sbin/elasticcluster-apt-cache"] = (APT_CACHE_SCRIPT, 0o755)
+        files["etc/apt/apt.conf.d/90elasticcluster-cache"] = (APT_CACHE_CONF, 0o644)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         folder = tarfile.TarInfo("etc/elasticcluster")

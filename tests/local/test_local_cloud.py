@@ -125,3 +125,24 @@ frontend_nodes = 1
     assert "cannot reach the Docker engine" in result.stderr and "apt-get install -y docker.io" in result.stderr
     assert "Traceback" not in result.output
     assert local("-c", str(config), "list").stdout.strip() == "No clusters found."
+
+
+def test_nodes_share_downloaded_packages_without_sharing_apt_locks(local):
+    assert local("start", "local-slurm", "-n", "aptc", "--nodes", "1:frontend,1:compute",
+                 "--no-setup").returncode == 0
+    first, second = sorted(containers_of(local.docker, "aptc"), key=lambda c: c.name)
+    # both nodes install at the same time: no "Could not get lock /var/cache/apt/archives/lock"
+    install = "apt-get update -qq && apt-get install -y -q --no-install-recommends hello"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda c: exec_in(c, install), (first, second)))
+    for code, output in results:
+        assert code == 0, output[-500:]
+    code, shared = exec_in(first, "ls /var/cache/elasticcluster/apt")
+    assert code == 0 and "hello_" in shared, "the downloaded package is shared"
+    # a node that updates afterwards sees it as a link: apt would not download it again
+    code, _ = exec_in(second, "apt-get update -qq && test -L /var/cache/apt/archives/$(ls "
+                              "/var/cache/elasticcluster/apt | grep '^hello_' | head -1)")
+    assert code == 0
+    assert local("stop", "aptc", "--yes").returncode == 0
