@@ -1,0 +1,89 @@
+"""The bundled Ganglia playbook (seed 4.4.4) on real nodes of the local cloud.
+
+One cluster start checks everything, since starts cost minutes: gmetad on the
+master collects every node (its XML on port 8651 names them all, gstat counts
+them), the web frontend answers http://MASTER/ganglia/ with a whole page that
+shows every node, and a second setup changes nothing.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# run on the master: the host names in gmetad's XML (port 8651 answers localhost)
+GMETAD_HOSTS = """\
+import re, socket
+with socket.create_connection(("127.0.0.1", 8651), timeout=10) as sock:
+    data = b"".join(iter(lambda: sock.recv(65536), b""))
+print(data.count(b"<CLUSTER "), *sorted({h.decode() for h in re.findall(rb'<HOST NAME="([^"]+)"', data)}))
+"""
+
+# run on the master: the status and body of a web page
+FETCH = """\
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=60) as response:
+        status, body = response.status, response.read()
+except urllib.error.HTTPError as err:
+    status, body = err.code, err.read()
+print(status)
+sys.stdout.write(body.decode(errors="replace"))
+"""
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ``elasticcluster -v setup`` output: host -> counters."""
+    hosts = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
+        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return hosts
+
+
+def python_on(local, name: str, code: str, *args: str):
+    return local("ssh", name, "--", shlex.join(["python3", "-c", code, *args]))
+
+
+def test_ganglia_collects_every_node_and_serves_its_web_page(local):
+    name = "gg-e2e1"
+    started = time.monotonic()
+    result = local("start", "local-ganglia", "-n", name, timeout=1500)
+    assert result.returncode == 0, result.output
+    print(f"start: {time.monotonic() - started:.0f}s")
+    try:
+        nodes = ["compute001", "compute002", "frontend001"]
+        # gmetad collects every node, under one cluster named after ours
+        result = python_on(local, name, GMETAD_HOSTS)
+        assert result.returncode == 0, result.output
+        clusters, *hosts = result.stdout.split()
+        assert clusters == "1" and hosts == nodes, result.stdout
+        result = local("ssh", name, "--", "gstat --all --single_line")
+        assert result.returncode == 0, result.output
+        assert f"Name: {name}" in result.stdout and re.search(r"Hosts: 3\b", result.stdout), result.stdout
+        assert re.search(r"Dead Hosts: 0\b", result.stdout), result.stdout
+        # the web frontend: the cluster page and a host page are whole pages naming the nodes
+        result = python_on(local, name, FETCH, "http://localhost/ganglia/")
+        assert result.returncode == 0, result.output
+        status, page = result.stdout.split("\n", 1)
+        assert status == "200", result.stdout[-2000:]
+        assert f"{name} Cluster Report" in page and page.rstrip().endswith("</html>"), page[-2000:]
+        assert all(node in page for node in nodes), page
+        result = python_on(local, name, FETCH, f"http://localhost/ganglia/?c={name}&h=compute002")
+        status, page = result.stdout.split("\n", 1)
+        assert status == "200" and page.rstrip().endswith("</html>"), result.stdout[-2000:]
+        assert "compute002" in page
+        result = python_on(local, name, FETCH, f"http://localhost/ganglia/graph.php?c={name}&h=compute001&m=load_one")
+        status, page = result.stdout.split("\n", 1)
+        assert status == "200" and "PNG" in page[:8], result.stdout[:200]
+        # a second setup changes nothing
+        result = local("-v", "setup", name, timeout=1200)
+        assert result.returncode == 0, result.output
+        counters = recap(result.stdout)
+        assert sorted(counters) == nodes, result.stdout[-2000:]
+        assert {host: c["changed"] for host, c in counters.items()} == {node: 0 for node in nodes}
+    finally:
+        assert local("stop", name, "--yes").returncode == 0
