@@ -1,0 +1,86 @@
+"""The bundled SLURM playbook (with the common role) on real nodes of the local cloud.
+
+One cluster start checks everything, since starts cost minutes: SLURM runs
+jobs on every compute node, the common role's /etc/hosts, hostnames and SSH
+between nodes, a second setup changes nothing, and a node added by resize
+joins SLURM.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.local.conftest import containers_of
+
+pytestmark = pytest.mark.slow
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ``elasticcluster -v setup`` output: host -> counters."""
+    hosts = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
+        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return hosts
+
+
+def sinfo_nodes(local, name: str) -> dict[str, str]:
+    result = local("ssh", name, "--", "sinfo --noheader --Node --format '%N %t'")
+    assert result.returncode == 0, result.output
+    return dict(line.split() for line in result.stdout.splitlines() if line.strip())
+
+
+def test_slurm_cluster_runs_jobs_and_grows(local):
+    name = "slurm-e2e1"
+    started = time.monotonic()
+    result = local("start", "local-slurm", "-n", name, timeout=1500)
+    assert result.returncode == 0, result.output
+    print(f"start: {time.monotonic() - started:.0f}s")
+    try:
+        computes = ["compute001", "compute002"]
+        nodes = ["frontend001", *computes]
+        # SLURM: every compute node idle, and a job on all of them
+        assert sinfo_nodes(local, name) == {node: "idle" for node in computes}
+        result = local("ssh", name, "--", f"srun -N{len(computes)} hostname")
+        assert result.returncode == 0, result.output
+        assert sorted(result.stdout.split()) == computes
+        # slurm.conf: the flavor's CPUs and memory (less a margin), one partition
+        result = local("ssh", name, "--", "scontrol show node compute001")
+        assert "CPUTot=1 " in result.stdout and re.search(r"RealMemory=9\d\d\b", result.stdout), result.stdout
+        # common: /etc/hosts lists every node, hostnames are node names
+        for node in nodes:
+            result = local("ssh", name, "-n", node, "--", "hostname; getent hosts " + " ".join(nodes))
+            assert result.returncode == 0, result.output
+            lines = result.stdout.splitlines()
+            assert lines[0] == node
+            assert {line.split()[-1] for line in lines[1:]} == set(nodes)
+        hosts = local("ssh", name, "--", "cat /etc/hosts").stdout
+        block = hosts.split("# BEGIN elasticcluster", 1)[1].split("# END", 1)[0]
+        listed = {ip: host for ip, host in re.findall(r"^(\d+\.\d+\.\d+\.\d+) (\S+)$", block, re.M)}
+        ips = {n["name"]: n["preferred_ip"] for n in local.nodes(name)}
+        assert listed == {ip: node for node, ip in ips.items()}
+        # the admin (login) user can ssh between nodes, host keys checked
+        result = local("ssh", name, "--", "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes compute001 "
+                       "'whoami; hostname; ssh -o BatchMode=yes compute002 hostname'")
+        assert result.returncode == 0, result.output
+        assert result.stdout.split() == ["debian", "compute001", "compute002"]
+        # a second setup changes nothing
+        result = local("-v", "setup", name, timeout=1200)
+        assert result.returncode == 0, result.output
+        counters = recap(result.stdout)
+        assert sorted(counters) == sorted(nodes), result.stdout[-2000:]
+        assert {host: c["changed"] for host, c in counters.items()} == {node: 0 for node in nodes}
+        # a new compute node joins SLURM
+        result = local("resize", name, "-a", "1:compute", timeout=1500)
+        assert result.returncode == 0, result.output
+        computes.append("compute003")
+        assert sinfo_nodes(local, name) == {node: "idle" for node in computes}
+        result = local("ssh", name, "--", f"srun -N{len(computes)} hostname")
+        assert result.returncode == 0, result.output
+        assert sorted(result.stdout.split()) == computes
+        result = local("ssh", name, "--", "ssh -o BatchMode=yes compute003 hostname")
+        assert result.stdout.strip() == "compute003", result.output
+    finally:
+        assert local("stop", name, "--yes").returncode == 0
+    assert containers_of(local.docker, name) == []
