@@ -72,8 +72,11 @@ if [ -r /etc/elasticcluster/login ]; then
     user=$(cat /etc/elasticcluster/login)
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
     install -d -m 700 -o "$user" -g "$user" "/home/$user/.ssh"
-    install -m 600 -o "$user" -g "$user" /etc/elasticcluster/authorized_keys \\
-        "/home/$user/.ssh/authorized_keys"
+    # /home may be shared by the cluster's nodes: add the key, keep what is there
+    keys="/home/$user/.ssh/authorized_keys"
+    touch "$keys" && chown "$user:$user" "$keys" && chmod 600 "$keys"
+    grep -qxF -f /etc/elasticcluster/authorized_keys "$keys" || \\
+        cat /etc/elasticcluster/authorized_keys >> "$keys"
     echo "$user ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/90-elasticcluster
     chmod 440 /etc/sudoers.d/90-elasticcluster
 fi
@@ -377,7 +380,8 @@ def _first_boot_files(login_key: str | None, userdata: str | None, apt_cache: bo
     boot when several nodes start at once on a small machine.
     """
     private, public = _host_key_pair()
-    files = {"etc/ssh/ssh_host_ed25519_key": (private, 0o600),
+    files = {"usr/local/sbin/elasticcluster-firstboot": (FIRSTBOOT, 0o755),  # this version's, not the image's
+             "etc/ssh/ssh_host_ed25519_key": (private, 0o600),
              "etc/ssh/ssh_host_ed25519_key.pub": (public, 0o644)}
     if login_key:
         user, _, key = login_key.partition(":")
