@@ -1,0 +1,58 @@
+"""GlusterFS on real nodes of the local cloud: the bundled `local-glusterfs` template
+(2 servers, each with one brick of a distributed volume, and 2 clients mounting it with FUSE)."""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.slow
+VOLUME_INFO = "sudo gluster volume info glusterfs"
+
+
+def test_glusterfs_file_written_on_one_client_is_read_on_another(local):
+    name = "gl-e2e1"
+    start = local("start", "local-glusterfs", "-n", name)
+    try:
+        if start.returncode != 0 and not os.path.exists("/dev/fuse"):
+            # the servers' part still has to work: check it, then say what is missing
+            result = local("ssh", name, "-n", "server001", "--", VOLUME_INFO)
+            assert "Status: Started" in result.stdout, result.output
+            assert "Number of Bricks: 2" in result.stdout, result.output
+            pytest.skip("this machine has no /dev/fuse, so the local nodes cannot mount GlusterFS "
+                        "(glusterfs-client is FUSE); the volume was made and started")
+        assert start.returncode == 0, start.output
+        # the volume: distributed over both servers' bricks, started
+        result = local("ssh", name, "-n", "server001", "--", VOLUME_INFO)
+        assert result.returncode == 0, result.output
+        assert "Type: Distribute" in result.stdout and "Status: Started" in result.stdout, result.output
+        bricks = re.findall(r"^Brick\d+: \S+:/srv/glusterfs/brick$", result.stdout, re.M)
+        assert len(bricks) == 2, result.output
+        # mounted with FUSE on both clients, and in their fstab
+        for client in ("client001", "client002"):
+            result = local("ssh", name, "-n", client, "--",
+                           "findmnt -n -o FSTYPE /glusterfs; grep -c glusterfs /etc/fstab")
+            assert result.stdout.split() == ["fuse.glusterfs", "1"], result.output
+        # a file written on one client (by the admin user) is read on the other
+        token = uuid.uuid4().hex
+        files = " ".join(f"/glusterfs/probe-{i}" for i in range(8))
+        write = f"for f in {files}; do echo {token} > $f; done"
+        assert local("ssh", name, "-n", "client001", "--", write).returncode == 0
+        result = local("ssh", name, "-n", "client002", "--", f"cat {files}")
+        assert result.returncode == 0, result.output
+        assert result.stdout.split() == [token] * 8, result.output
+        # ... and the files are spread over both servers' bricks
+        counts = []
+        for server in ("server001", "server002"):
+            result = local("ssh", name, "-n", server, "--", "ls /srv/glusterfs/brick | grep -c '^probe-'")
+            counts.append(int(result.stdout.strip() or 0))
+        assert sum(counts) == 8, counts
+        # a second setup changes nothing
+        result = local("-v", "setup", name)
+        assert result.returncode == 0, result.output
+        recap = result.output.split("PLAY RECAP", 1)[1]
+        assert re.findall(r"changed=(\d+)", recap) == ["0", "0", "0", "0"], recap
+    finally:
+        assert local("stop", name, "--yes").returncode == 0

@@ -1,0 +1,69 @@
+"""IPython parallel (ipyparallel) on real nodes of the local cloud: the bundled `local-ipython`
+template (a controller, which also runs engines, and 2 workers; one engine per CPU of the flavor)."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# run by the admin user on the controller: wait for the engines, then run a function on each
+CLIENT = r'''
+import json, socket, time
+import ipyparallel as ipp
+rc = ipp.Client()
+deadline = time.monotonic() + 120
+while len(rc.ids) < {engines} and time.monotonic() < deadline:
+    time.sleep(1)
+# right after a controller restart, a request may reach the schedulers before the engines
+# have reconnected to them, and is lost: ask again rather than wait forever
+for attempt in range(6):
+    try:
+        hosts = rc[:].apply_async(socket.gethostname).get(timeout=20)
+        break
+    except ipp.error.TimeoutError:
+        continue
+print(json.dumps({{"ids": rc.ids, "hosts": hosts}}))
+'''
+
+
+def run_client(local, name: str, engines: int) -> dict:
+    script = CLIENT.format(engines=engines)
+    result = local("ssh", name, "--", "python3 -c " + shlex.quote(script))
+    assert result.returncode == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_ipython_client_runs_a_function_on_every_engine(local):
+    name = "ipy-e2e1"
+    result = local("start", "local-ipython", "-n", name)
+    assert result.returncode == 0, result.output
+    try:
+        nodes = sorted(n["name"] for n in local.nodes(name))
+        assert nodes == ["controller001", "worker001", "worker002"]
+        # small flavor: 1 CPU, so one engine per node
+        answer = run_client(local, name, engines=3)
+        assert len(answer["ids"]) == 3
+        assert sorted(answer["hosts"]) == nodes
+        # the controller is a service listening on its private address
+        result = local("ssh", name, "--", "systemctl is-active ipcontroller.service ipengine@1.service")
+        assert result.stdout.split() == ["active", "active"], result.output
+        # the engines got their connection file copied (not through the shared /home)
+        result = local("ssh", name, "-n", "worker002", "--",
+                       "sudo cat /etc/ipyparallel/ipcontroller-engine.json")
+        assert result.returncode == 0, result.output
+        controller_ip = next(n for n in local.nodes(name) if n["name"] == "controller001")["preferred_ip"]
+        assert json.loads(result.stdout)["interface"] == f"tcp://{controller_ip}", result.output
+        # a restarted controller takes its engines back
+        assert local("ssh", name, "--", "sudo systemctl restart ipcontroller.service").returncode == 0
+        assert sorted(run_client(local, name, engines=3)["hosts"]) == nodes
+        # a second setup changes nothing
+        result = local("-v", "setup", name)
+        assert result.returncode == 0, result.output
+        recap = result.output.split("PLAY RECAP", 1)[1]
+        assert re.findall(r"changed=(\d+)", recap) == ["0", "0", "0"], recap
+    finally:
+        assert local("stop", name, "--yes").returncode == 0

@@ -1,0 +1,39 @@
+"""Lmod on real nodes of the local cloud: the bundled `local-lmod` template (1 frontend + 1 compute)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODULEFILE = 'whatis("elasticcluster test module")\nsetenv("EC_LMOD_PROBE", "loaded")\n'
+
+
+def test_lmod_module_avail_for_the_admin_user(local):
+    name = "lm-e2e1"
+    result = local("start", "local-lmod", "-n", name)
+    assert result.returncode == 0, result.output
+    try:
+        for node in ("frontend001", "compute001"):
+            # a login shell of the admin user (debian) has `module`; Lmod writes its listing to stderr
+            result = local("ssh", name, "-n", node, "--", "bash -lc 'module avail 2>&1'")
+            assert result.returncode == 0, result.output
+            assert "/usr/share/lmod/lmod/modulefiles" in result.stdout, result.output
+            assert re.search(r"\bCore/lmod\b", result.stdout), result.output
+        # the site's modulefile folder is on the module path
+        write = ("sudo mkdir -p /opt/modulefiles/ecprobe && "
+                 f"printf '{MODULEFILE}' | sudo tee /opt/modulefiles/ecprobe/1.0.lua >/dev/null")
+        assert local("ssh", name, "--", write).returncode == 0
+        result = local("ssh", name, "--",
+                       "bash -lc 'module avail 2>&1; module load ecprobe && echo $EC_LMOD_PROBE'")
+        assert result.returncode == 0, result.output
+        assert "/opt/modulefiles" in result.stdout and "ecprobe/1.0" in result.stdout, result.output
+        assert result.stdout.strip().splitlines()[-1] == "loaded", result.output
+        # a second setup changes nothing
+        result = local("-v", "setup", name)
+        assert result.returncode == 0, result.output
+        recap = result.output.split("PLAY RECAP", 1)[1]
+        assert re.findall(r"changed=(\d+)", recap) == ["0", "0"], recap
+    finally:
+        assert local("stop", name, "--yes").returncode == 0
