@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -242,8 +243,11 @@ def ec(home, tmp_path):
 
     def popen(*args: str) -> subprocess.Popen:
         args = _no_setup(args)
+        # a test run started in the background (`cmd &`) inherits SIGINT ignored, and Python
+        # keeps it so: give the command the default, so that the Ctrl-C test can press Ctrl-C
         return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env(), stdin=subprocess.DEVNULL)
+                                env=env(), stdin=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def write(text: str) -> None:
         config.write_text(text)
