@@ -142,7 +142,7 @@ def store_clusters(storage: Path) -> None:
 
 def time_once(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.run(argv, capture_output=True, env=env, text=True)
     return (time.perf_counter() - started) * 1000, proc
 
 

@@ -7,8 +7,13 @@ import pytest
 
 from elasticcluster.cluster import Cluster
 from elasticcluster.conf import Configurator
-from elasticcluster.exceptions import (ClusterExists, ClusterNotFound, ConfigurationError,
-                                       StateFileError, UsageError)
+from elasticcluster.exceptions import (
+    ClusterExists,
+    ClusterNotFound,
+    ConfigurationError,
+    StateFileError,
+    UsageError,
+)
 from elasticcluster.repository import DiskRepository, MemRepository
 from tests.conftest import VALID_CONFIG
 

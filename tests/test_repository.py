@@ -20,8 +20,13 @@ import pytest
 import elasticcluster
 from elasticcluster.cluster import Cluster
 from elasticcluster.exceptions import ClusterLocked, ClusterNotFound, StateFileError
-from elasticcluster.repository import (STATE_FORMAT, AbstractClusterRepository, ClusterRepository,
-                                       DiskRepository, MemRepository)
+from elasticcluster.repository import (
+    STATE_FORMAT,
+    AbstractClusterRepository,
+    ClusterRepository,
+    DiskRepository,
+    MemRepository,
+)
 
 PACKAGE = Path(elasticcluster.__file__).resolve().parent
 

@@ -268,7 +268,7 @@ def test_list_nodes_json(cli, storage, stored):
         "beta", "gridengine", "cloudy", "openstack")
     assert info["frontend"] == beta.get_frontend_node().name == "compute001"
     assert [n["name"] for n in info["nodes"]] == [n.name for n in beta.get_all_nodes()]
-    for row, node in zip(info["nodes"], beta.get_all_nodes()):
+    for row, node in zip(info["nodes"], beta.get_all_nodes(), strict=True):
         assert set(row) == NODE_KEYS
         assert row == {key: getattr(node, key) for key in NODE_KEYS}
 

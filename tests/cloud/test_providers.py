@@ -32,7 +32,14 @@ import pytest
 from libcloud.compute.providers import DRIVERS, get_driver
 
 from elasticcluster import lifecycle
-from elasticcluster.cloud import TAG_CLUSTER, TAG_NODE, build_driver, constructor_args, driver_class, provider_for
+from elasticcluster.cloud import (
+    TAG_CLUSTER,
+    TAG_NODE,
+    build_driver,
+    constructor_args,
+    driver_class,
+    provider_for,
+)
 from elasticcluster.cloud_catalog import mapped_families
 from elasticcluster.conf import Configurator
 from elasticcluster.config import load_config

@@ -9,8 +9,16 @@ import pytest
 from elasticcluster.cli.lifecycle import node_counts
 from elasticcluster.config import load_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
-from tests.config.cfgtools import (drop_key, header_line, key_line, list_json, listed, no_traceback,
-                                   set_key, skipped)
+from tests.config.cfgtools import (
+    drop_key,
+    header_line,
+    key_line,
+    list_json,
+    listed,
+    no_traceback,
+    set_key,
+    skipped,
+)
 from tests.conftest import VALID_CONFIG
 
 CLUSTER = "cluster/slurm"

@@ -6,8 +6,17 @@ import re
 import pytest
 
 from elasticcluster.config import load_config
-from tests.config.cfgtools import (drop_key, header_line, key_line, list_json, listed, no_traceback,
-                                   set_key, skipped, warnings)
+from tests.config.cfgtools import (
+    drop_key,
+    header_line,
+    key_line,
+    list_json,
+    listed,
+    no_traceback,
+    set_key,
+    skipped,
+    warnings,
+)
 from tests.conftest import VALID_CONFIG
 
 LOGIN = "login/gc3-user"

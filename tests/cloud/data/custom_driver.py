@@ -7,9 +7,9 @@ token (elasticcluster gives each worker thread a driver of its own, as it
 would have a connection of its own to a real cloud).
 """
 import threading
+
 from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize
 from libcloud.compute.types import NodeState
-
 
 _CLOUDS: dict[str, list] = {}
 _LOCK = threading.Lock()
