@@ -110,3 +110,13 @@ def ssh_banner(ip: str, timeout: float = 20) -> str:
 def exec_in(container, command: str) -> tuple[int, str]:
     result = container.exec_run(["sh", "-c", command])
     return result.exit_code, result.output.decode(errors="replace").strip()
+
+
+def play_recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ``elasticcluster -v setup`` output: host -> counters."""
+    import re
+
+    hosts = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
+        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return hosts

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from tests.local.conftest import play_recap as recap
+
 pytestmark = pytest.mark.slow
 
 # run on the master: the host names in gmetad's XML (port 8651 answers localhost)
@@ -34,14 +36,6 @@ except urllib.error.HTTPError as err:
 print(status)
 sys.stdout.write(body.decode(errors="replace"))
 """
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """The PLAY RECAP of an ``elasticcluster -v setup`` output: host -> counters."""
-    hosts = {}
-    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
-        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
-    return hosts
 
 
 def python_on(local, name: str, code: str, *args: str):

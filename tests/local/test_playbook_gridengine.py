@@ -12,15 +12,9 @@ import time
 
 import pytest
 
+from tests.local.conftest import play_recap as recap
+
 pytestmark = pytest.mark.slow
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """The PLAY RECAP of an ``elasticcluster -v setup`` output: host -> counters."""
-    hosts = {}
-    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
-        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
-    return hosts
 
 
 def qhost(local, name: str) -> dict[str, str]:
