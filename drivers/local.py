@@ -247,11 +247,11 @@ class LocalNodeDriver(NodeDriver):
             cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined"],
             tmpfs={"/run": "", "/run/lock": "", "/tmp": ""}, volumes=volumes, devices=devices,
             nano_cpus=int(cpus * 1e9), mem_limit=f"{ram}m", stop_signal="SIGRTMIN+3",
-            network=network.name, environment={"container": "docker"},
+            environment={"container": "docker"}, network=network.name,
+            # the other nodes resolve it by its node name (Docker's DNS)
+            networking_config={network.name: self.client.api.create_endpoint_config(aliases=[node_name])},
         )
         try:
-            network.disconnect(container)
-            network.connect(container, aliases=[node_name])
             container.put_archive("/", _first_boot_files(ex_login_key, ex_userdata, bool(self.apt_cache)))
             container.start()
         except Exception:

@@ -339,9 +339,14 @@ def _add_nodes(cluster, template, kind: str, count: int):
 
 def _remove(provider, cluster, nodes, lifecycle) -> None:
     outcome = lifecycle.terminate_instances(provider, cluster, nodes, lost=False)
+    from elasticcluster import ssh
+
     for node in outcome.done:
         cluster.remove_node(node)
     cluster.save()
+    # a later node may get a removed node's address: its old host key must go
+    if outcome.done:
+        ssh.write_known_hosts(cluster)
     if outcome.failed:
         raise CloudError("could not terminate: " + "; ".join(f"{n}: {w}" for n, w in outcome.failed.items()))
 
@@ -359,7 +364,10 @@ def remove_node(args) -> int:
         cluster = repo.get(args.cluster)
         node = cluster.get_node_by_name(args.node)
         _remove(open_provider(config, cluster), cluster, [node], lifecycle)
-    print(f"Node {args.node} removed from cluster '{cluster.name}'.", file=sys.stderr)
+        print(f"Node {args.node} removed from cluster '{cluster.name}'.", file=sys.stderr)
+        # the other nodes forget it too: /etc/hosts, the scheduler's node list
+        if not args.no_setup:
+            run_setup(args, cluster, _template_of(config, cluster))
     return 0
 
 

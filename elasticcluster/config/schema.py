@@ -8,6 +8,7 @@ file, line, section and key, what is wrong and what is expected.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import re
@@ -158,8 +159,9 @@ class Checked:
     problems: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=None)
 def cloud_schema(family) -> tuple[dict, dict[str, str], dict[str, str]]:
-    """Schema, renamed keys and obsolete keys for a cloud family."""
+    """Schema, renamed keys and obsolete keys for a cloud family (made once per family)."""
     schema = {
         "provider": _rule("string", "a cloud provider name", required=True),
         "driver": _rule("string", "module:Class of a libcloud NodeDriver",
@@ -179,6 +181,20 @@ def cloud_schema(family) -> tuple[dict, dict[str, str], dict[str, str]]:
             extra["required"] = True
         schema[spec.name] = _rule(spec.type, spec.describe or f"a {spec.type}", **extra)
     return schema, family.renamed(), obsolete
+
+
+_ANY_STRING = _rule("string", "a value")
+#: validators by the identity of their rules: making one validates its schema, which costs
+#: far more than validating a section (rules are module constants or cached per cloud family;
+#: each entry keeps its schema, so no rule it names can be freed and its id reused)
+_VALIDATORS: dict[tuple, tuple[_Validator, dict]] = {}
+
+
+def _validator(schema: dict) -> _Validator:
+    key = tuple(sorted((name, id(rule)) for name, rule in schema.items()))
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = (_Validator(schema), schema)
+    return _VALIDATORS[key][0]
 
 
 def check_section(section: Section, schema: dict, patterns=(), renamed=None, obsolete=None,
@@ -219,20 +235,31 @@ def check_section(section: Section, schema: dict, patterns=(), renamed=None, obs
                 break
         else:
             if passthrough:
-                full[key] = _rule("string", "a value")
+                full[key] = _ANY_STRING
     for key in [k for k in document if k not in full]:
         document.pop(key)
         hint = difflib.get_close_matches(key, list(schema), n=1)
         log.warning("%s: unknown key '%s' ignored%s", section.locate(key), key,
                     f" (did you mean '{hint[0]}'?)" if hint else "")
-    validator = _Validator(full)
-    if validator.validate(document):
-        checked.values = validator.document
-        return checked
-    checked.values = validator.document
-    for key, node in sorted(validator.document_error_tree.descendants.items()):
-        checked.problems.append(_message(section, key, node.errors, full.get(key, {}),
-                                         document.get(key), is_secret(key), env_fallback))
+    # the fixed keys with the section type's validator, each pattern key with its rule's:
+    # a handful of validators serve every section of every template
+    validator = _validator(schema)
+    validator.validate({k: v for k, v in document.items() if k in schema})
+    values = dict(validator.document)
+    errors = {key: (node.errors, schema[key]) for key, node in validator.document_error_tree.descendants.items()}
+    for key in document:
+        if key in schema:
+            continue
+        one = _validator({"value": full[key]})
+        if one.validate({"value": document[key]}):
+            values[key] = one.document["value"]
+        else:
+            values[key] = (one.document or {}).get("value", document[key])
+            errors[key] = (one.document_error_tree.descendants["value"].errors, full[key])
+    checked.values = values
+    for key in sorted(errors):
+        checked.problems.append(_message(section, key, *errors[key], document.get(key), is_secret(key),
+                                         env_fallback))
     return checked
 
 

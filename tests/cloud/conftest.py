@@ -215,8 +215,8 @@ class Run:
 
 
 def _no_setup(args: tuple[str, ...]) -> tuple[str, ...]:
-    """start and resize against moto never run the setup step (the nodes are this machine)."""
-    if args and args[0] in ("start", "resize") and "--no-setup" not in args:
+    """start, resize and remove-node against moto never run the setup step (the nodes are this machine)."""
+    if args and args[0] in ("start", "resize", "remove-node") and "--no-setup" not in args:
         return (*args, "--no-setup")
     return args
 

@@ -120,3 +120,17 @@ def play_recap(output: str) -> dict[str, dict[str, int]]:
     for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
         hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
     return hosts
+
+
+def assert_setup_changes_nothing(local, name: str, nodes: list[str] | None = None,
+                                 timeout: float = 1200) -> None:
+    """``elasticcluster -v setup NAME`` again: it succeeds, reaches every node, changes nothing.
+
+    ``nodes``: the node names expected (default: those ``list-nodes`` gives).
+    """
+    result = local("-v", "setup", name, timeout=timeout)
+    assert result.returncode == 0, result.output
+    counters = play_recap(result.stdout)
+    nodes = sorted(nodes or (n["name"] for n in local.nodes(name)))
+    assert sorted(counters) == nodes, result.stdout[-2000:]
+    assert {host: c["changed"] for host, c in counters.items()} == dict.fromkeys(nodes, 0), result.stdout[-4000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import containers_of
+from tests.local.conftest import assert_setup_changes_nothing, containers_of
 
 pytestmark = pytest.mark.slow
 
@@ -90,10 +90,7 @@ def test_common_role_and_shared_home(local, home):
         # nfs_home = no: the NFS roles did nothing
         assert local("ssh", name, "--", "dpkg -s nfs-kernel-server").returncode == 1
         # a second setup changes nothing
-        result = local("-v", "setup", name)
-        assert result.returncode == 0, result.output
-        recap = result.stdout.split("PLAY RECAP")[-1]
-        assert len(re.findall(r"changed=0 ", recap)) == 3, recap
+        assert_setup_changes_nothing(local, name, nodes)
     finally:
         assert local("stop", name, "--yes").returncode == 0
     assert containers_of(local.docker, name) == []

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from tests.local.conftest import assert_setup_changes_nothing
+
 pytestmark = pytest.mark.slow
 VOLUME_INFO = "sudo gluster volume info glusterfs"
 
@@ -50,9 +52,6 @@ def test_glusterfs_file_written_on_one_client_is_read_on_another(local):
             counts.append(int(result.stdout.strip() or 0))
         assert sum(counts) == 8, counts
         # a second setup changes nothing
-        result = local("-v", "setup", name)
-        assert result.returncode == 0, result.output
-        recap = result.output.split("PLAY RECAP", 1)[1]
-        assert re.findall(r"changed=(\d+)", recap) == ["0", "0", "0", "0"], recap
+        assert_setup_changes_nothing(local, name)
     finally:
         assert local("stop", name, "--yes").returncode == 0

@@ -3,10 +3,11 @@ template (a controller, which also runs engines, and 2 workers; one engine per C
 from __future__ import annotations
 
 import json
-import re
 import shlex
 
 import pytest
+
+from tests.local.conftest import assert_setup_changes_nothing
 
 pytestmark = pytest.mark.slow
 
@@ -61,9 +62,6 @@ def test_ipython_client_runs_a_function_on_every_engine(local):
         assert local("ssh", name, "--", "sudo systemctl restart ipcontroller.service").returncode == 0
         assert sorted(run_client(local, name, engines=3)["hosts"]) == nodes
         # a second setup changes nothing
-        result = local("-v", "setup", name)
-        assert result.returncode == 0, result.output
-        recap = result.output.split("PLAY RECAP", 1)[1]
-        assert re.findall(r"changed=(\d+)", recap) == ["0", "0", "0"], recap
+        assert_setup_changes_nothing(local, name)
     finally:
         assert local("stop", name, "--yes").returncode == 0

@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from tests.local.conftest import assert_setup_changes_nothing
+
 pytestmark = pytest.mark.slow
 
 MODULEFILE = 'whatis("elasticcluster test module")\nsetenv("EC_LMOD_PROBE", "loaded")\n'
@@ -31,9 +33,6 @@ def test_lmod_module_avail_for_the_admin_user(local):
         assert "/opt/modulefiles" in result.stdout and "ecprobe/1.0" in result.stdout, result.output
         assert result.stdout.strip().splitlines()[-1] == "loaded", result.output
         # a second setup changes nothing
-        result = local("-v", "setup", name)
-        assert result.returncode == 0, result.output
-        recap = result.output.split("PLAY RECAP", 1)[1]
-        assert re.findall(r"changed=(\d+)", recap) == ["0", "0"], recap
+        assert_setup_changes_nothing(local, name)
     finally:
         assert local("stop", name, "--yes").returncode == 0

@@ -2,8 +2,8 @@
 
 One cluster start checks everything, since starts cost minutes: SLURM runs
 jobs on every compute node, the common role's /etc/hosts, hostnames and SSH
-between nodes, a second setup changes nothing, and a node added by resize
-joins SLURM.
+between nodes, a second setup changes nothing, a node added by resize joins
+SLURM, and a node taken away by remove-node leaves it.
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from tests.local.conftest import containers_of
-from tests.local.conftest import play_recap as recap
+from tests.local.conftest import assert_setup_changes_nothing, containers_of
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ def sinfo_nodes(local, name: str) -> dict[str, str]:
     return dict(line.split() for line in result.stdout.splitlines() if line.strip())
 
 
-def test_slurm_cluster_runs_jobs_and_grows(local):
+def test_slurm_cluster_runs_jobs_grows_and_shrinks(local):
     name = "slurm-e2e1"
     started = time.monotonic()
     result = local("start", "local-slurm", "-n", name, timeout=1500)
@@ -59,11 +58,7 @@ def test_slurm_cluster_runs_jobs_and_grows(local):
         assert result.returncode == 0, result.output
         assert result.stdout.split() == ["debian", "compute001", "compute002"]
         # a second setup changes nothing
-        result = local("-v", "setup", name, timeout=1200)
-        assert result.returncode == 0, result.output
-        counters = recap(result.stdout)
-        assert sorted(counters) == sorted(nodes), result.stdout[-2000:]
-        assert {host: c["changed"] for host, c in counters.items()} == {node: 0 for node in nodes}
+        assert_setup_changes_nothing(local, name, nodes)
         # a new compute node joins SLURM
         result = local("resize", name, "-a", "1:compute", timeout=1500)
         assert result.returncode == 0, result.output
@@ -74,6 +69,16 @@ def test_slurm_cluster_runs_jobs_and_grows(local):
         assert sorted(result.stdout.split()) == computes
         result = local("ssh", name, "--", "ssh -o BatchMode=yes compute003 hostname")
         assert result.stdout.strip() == "compute003", result.output
+        # a removed node leaves SLURM and /etc/hosts (remove-node sets the others up again)
+        result = local("remove-node", name, "compute002", "--yes", timeout=1500)
+        assert result.returncode == 0, result.output
+        computes.remove("compute002")
+        assert sinfo_nodes(local, name) == {node: "idle" for node in computes}
+        result = local("ssh", name, "--", f"srun -N{len(computes)} hostname")
+        assert result.returncode == 0, result.output
+        assert sorted(result.stdout.split()) == computes
+        result = local("ssh", name, "-n", "compute001", "--", "cat /etc/hosts")
+        assert "compute003" in result.stdout and "compute002" not in result.stdout, result.output
     finally:
         assert local("stop", name, "--yes").returncode == 0
     assert containers_of(local.docker, name) == []
