@@ -159,7 +159,7 @@ class Checked:
     problems: list[str] = field(default_factory=list)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cloud_schema(family) -> tuple[dict, dict[str, str], dict[str, str]]:
     """Schema, renamed keys and obsolete keys for a cloud family (made once per family)."""
     schema = {
@@ -246,7 +246,8 @@ def check_section(section: Section, schema: dict, patterns=(), renamed=None, obs
     validator = _validator(schema)
     validator.validate({k: v for k, v in document.items() if k in schema})
     values = dict(validator.document)
-    errors = {key: (node.errors, schema[key]) for key, node in validator.document_error_tree.descendants.items()}
+    tree = validator.document_error_tree
+    errors = {key: (node.errors, schema[key]) for key, node in tree.descendants.items()}
     for key in document:
         if key in schema:
             continue
