@@ -55,7 +55,8 @@ def register(subparsers, common) -> None:
                    help="create at most N nodes at the same time")
     p.set_defaults(func=commands.resize)
 
-    p = subparsers.add_parser("remove-node", parents=[common], help="terminate one node of a cluster")
+    p = subparsers.add_parser("remove-node", parents=[common],
+                              help="terminate one node of a cluster, then set the others up again")
     p.add_argument("cluster", help="name of a started cluster")
     p.add_argument("node", help="name of the node, e.g. compute002")
     p.add_argument("--no-setup", action="store_true", help="do not run the setup step afterwards")
