@@ -320,10 +320,17 @@ class CloudProvider:
         tags = (instance.extra or {}).get(field) or {}
         return tags if isinstance(tags, dict) else {}
 
+    def tag_value(self, value: str) -> str:
+        """``value`` as the cloud keeps it in a tag: as is, or (``[nodes] tag_values = "label"``)
+        by the rules of GCE labels: lower case letters, digits, '_' and '-', at most 63."""
+        if self.family.node_fields.get("tag_values") == "label":
+            return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+        return value
+
     def node_name_of(self, instance) -> str | None:
         """The elasticcluster node name of a cloud instance of this cluster, else None."""
         tags = self.tags_of(instance)
-        if tags.get(TAG_CLUSTER) == self.cluster_name and tags.get(TAG_NODE):
+        if tags.get(TAG_CLUSTER) == self.tag_value(self.cluster_name) and tags.get(TAG_NODE):
             return tags[TAG_NODE]
         if tags.get(TAG_CLUSTER):
             return None
@@ -346,7 +353,7 @@ class CloudProvider:
         spec = self.family.listing
         kwargs = {}
         if spec.get("filter"):
-            kwargs[spec["filter"]] = {key: str(value).replace("$cluster", self.cluster_name)
+            kwargs[spec["filter"]] = {key: str(value).replace("$cluster", self.tag_value(self.cluster_name))
                                       for key, value in spec.get("filter_values", {}).items()}
         instances = self.call("listing the nodes", self.driver.list_nodes, **kwargs)
         mine = [i for i in instances if self.node_name_of(i) is not None]
@@ -500,7 +507,7 @@ class CloudProvider:
             "key_name": key_name,
             "userdata": node.image_userdata or None,
             "security_groups": [node.security_group] if node.security_group else None,
-            "tags": {TAG_CLUSTER: self.cluster_name, TAG_NODE: node.name},
+            "tags": {TAG_CLUSTER: self.tag_value(self.cluster_name), TAG_NODE: self.tag_value(node.name)},
             "client_token": client_token,
             "network_ids": node.network_ids or None,
             "login_key": f"{node.image_user}:{public_key}",

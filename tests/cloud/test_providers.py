@@ -378,10 +378,11 @@ def test_seed_google_section_creates_nodes_through_libcloud_gce(tmp_path, monkey
     # the installed-application flow has a person sign in with a browser: the code they get back
     monkeypatch.setattr(GoogleInstalledAppAuthConnection, "get_code", lambda self: "code-from-the-browser")
 
-    config = load_config(write_config(tmp_path, cloud, cloud_name="google", cluster="gce-test",
+    # a cluster name GCE takes neither as a label value nor as an instance name
+    config = load_config(write_config(tmp_path, cloud, cloud_name="google", cluster="GCE.test",
                                       image_id="debian-7-wheezy-v20131120", flavor="n1-standard-1",
                                       compute=2, cluster_extra=f"image_userdata = {USERDATA}"))
-    cluster, public_key = start_nodes(config, "gce-test", tmp_path)
+    cluster, public_key = start_nodes(config, "GCE.test", tmp_path)
 
     # OAuth: the seed's client id and secret, once
     tokens = [s for s in sent if s.path == "/o/oauth2/token"]
@@ -407,10 +408,21 @@ def test_seed_google_section_creates_nodes_through_libcloud_gce(tmp_path, monkey
         boot = body["disks"][0]
         assert boot["boot"] is True
         assert boot["initializeParams"]["sourceImage"].endswith("/global/images/debian-7-wheezy-v20131120")
-        assert body["labels"] == {TAG_CLUSTER: "gce-test", TAG_NODE: node}
+        assert body["labels"] == {TAG_CLUSTER: "gce-test", TAG_NODE: node}  # GCE's label rules
         metadata = {item["key"]: item["value"] for item in body["metadata"]["items"]}
         assert metadata == {"startup-script": USERDATA, "ssh-keys": f"ubuntu:{public_key}"}
     assert public_key == PUBLIC_KEY
+    # and instances so labelled are found to be this cluster's (stop finds them from the cloud)
+    from libcloud.compute.base import Node as CloudNode
+
+    provider = provider_for(config, cluster.cloud, cluster.name)
+
+    def instance(labels):
+        return CloudNode(id="1", name="x", state=None, public_ips=[], private_ips=[], driver=None,
+                         extra={"labels": labels})
+
+    assert provider.node_name_of(instance({TAG_CLUSTER: "gce-test", TAG_NODE: "compute001"})) == "compute001"
+    assert provider.node_name_of(instance({TAG_CLUSTER: "gce-test-2", TAG_NODE: "compute001"})) is None
 
 
 # -- 2. the seed's openstack section, through libcloud's OpenStack driver -------------------------
