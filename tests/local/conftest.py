@@ -73,8 +73,17 @@ def local(docker_engine, home, tmp_path):
         assert result.returncode == 0, result.output
         return json.loads(result.stdout)["cluster"]["nodes"]
 
+    def start(template: str, name: str, timeout: float = 1500) -> Run:
+        """``start TEMPLATE -n NAME``, which must succeed; its duration goes to the test's output."""
+        began = time.monotonic()
+        result = run("start", template, "-n", name, timeout=timeout)
+        assert result.returncode == 0, result.output
+        print(f"start of {name}: {time.monotonic() - began:.0f}s")
+        return result
+
     run.popen = popen
     run.nodes = nodes
+    run.start = start
     run.storage = storage
     run.docker = docker_engine
     yield run
@@ -110,6 +119,21 @@ def ssh_banner(ip: str, timeout: float = 20) -> str:
 def exec_in(container, command: str) -> tuple[int, str]:
     result = container.exec_run(["sh", "-c", command])
     return result.exit_code, result.output.decode(errors="replace").strip()
+
+
+#: the cloud and login sections of the bundled local templates, for tests that write a config
+LOCAL_CLOUD_AND_LOGIN = """\
+[cloud/local]
+provider = local
+
+[login/local]
+image_user = debian
+image_user_sudo = root
+image_sudo = yes
+user_key_name = elasticcluster-local
+user_key_private = ~/.elasticcluster/keys/local_ed25519
+user_key_public = ~/.elasticcluster/keys/local_ed25519.pub
+"""
 
 
 def play_recap(output: str) -> dict[str, dict[str, int]]:

@@ -12,24 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import assert_setup_changes_nothing, containers_of
+from tests.local.conftest import LOCAL_CLOUD_AND_LOGIN, assert_setup_changes_nothing, containers_of
 
 pytestmark = pytest.mark.slow
 
 
 def config_text(nfs_home: bool) -> str:
     return f"""\
-[cloud/local]
-provider = local
-
-[login/local]
-image_user = debian
-image_user_sudo = root
-image_sudo = yes
-user_key_name = elasticcluster-local
-user_key_private = ~/.elasticcluster/keys/local_ed25519
-user_key_public = ~/.elasticcluster/keys/local_ed25519.pub
-
+{LOCAL_CLOUD_AND_LOGIN}
 [setup/nfs]
 provider = ansible
 server_groups = nfs_server
@@ -65,8 +55,7 @@ def write_config(home: Path, nfs_home: bool) -> None:
 def test_common_role_and_shared_home(local, home):
     write_config(home, nfs_home=False)
     name = "slurm-common1"
-    result = local("start", "nfs", "-n", name)
-    assert result.returncode == 0, result.output
+    local.start("nfs", name, timeout=900)
     try:
         nodes = ["client001", "client002", "server001"]
         ips = {n["name"]: n["preferred_ip"] for n in local.nodes(name)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import containers_of, exec_in
+from tests.local.conftest import LOCAL_CLOUD_AND_LOGIN, containers_of, exec_in
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parent / "data"
@@ -16,17 +16,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def config_text(extra_cluster: str = "", extra_setup: str = "") -> str:
     return f"""\
-[cloud/local]
-provider = local
-
-[login/local]
-image_user = debian
-image_user_sudo = root
-image_sudo = yes
-user_key_name = elasticcluster-local
-user_key_private = ~/.elasticcluster/keys/local_ed25519
-user_key_public = ~/.elasticcluster/keys/local_ed25519.pub
-
+{LOCAL_CLOUD_AND_LOGIN}
 [setup/small]
 provider = ansible
 playbook_path = {DATA / 'small.yml'}
