@@ -338,9 +338,9 @@ def _add_nodes(cluster, template, kind: str, count: int):
 
 
 def _remove(provider, cluster, nodes, lifecycle) -> None:
-    outcome = lifecycle.terminate_instances(provider, cluster, nodes, lost=False)
     from elasticcluster import ssh
 
+    outcome = lifecycle.terminate_instances(provider, cluster, nodes, lost=False)
     for node in outcome.done:
         cluster.remove_node(node)
     cluster.save()
