@@ -102,7 +102,7 @@ def remove_cluster(home: str, name: str) -> None:
     if not name.startswith("bench-"):
         raise ValueError(f"refusing to remove cluster {name!r}: not a benchmark cluster")
     storage = Path(home) / ".elasticcluster" / "storage"
-    if (storage / f"{name}.json").exists():
+    if (storage / name / "state.json").exists():
         try:
             proc = ec(home, "stop", name, "--yes", timeout=180, check=False)
             if proc.returncode != 0:

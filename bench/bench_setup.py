@@ -121,7 +121,7 @@ class Bench:
         """(a): ansible-playbook with Ansible's defaults."""
         env = clean_env(self.home)
         env["ANSIBLE_CONFIG"] = str(self.empty_cfg)
-        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.storage / f"{name}.inventory.json"),
+        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.storage / name / "inventory.json"),
                    str(PLAYBOOK)]
         t0 = time.monotonic()
         proc = subprocess.run(command, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
@@ -142,7 +142,7 @@ class Bench:
         proc = ec(self.home, "-c", str(config), "setup", name, timeout=TIMEOUT, check=False)
         elapsed = time.monotonic() - t0
         if proc.returncode != 0:
-            log = self.storage / f"{name}.ansible.log"
+            log = self.storage / name / "ansible.log"
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"elasticcluster setup {name}{' (mitogen)' if mitogen else ''} exited "
                                f"{proc.returncode}:\n{proc.stderr[-2000:]}\n{tail}")
@@ -151,7 +151,7 @@ class Bench:
     def cold(self, name: str) -> None:
         """As right after `start`: no OpenSSH control master, no cached facts."""
         close_ssh_masters(self.home)
-        shutil.rmtree(self.storage / f"{name}.facts", ignore_errors=True)
+        shutil.rmtree(self.storage / name / "facts", ignore_errors=True)
 
 
 def mitogen_status() -> str | None:

@@ -207,7 +207,7 @@ class Cli:
 
     def nodes_in_state(self, name: str = "bench") -> int | None:
         try:
-            state = json.loads((self.storage / f"{name}.json").read_text())["cluster"]
+            state = json.loads((self.storage / name / "state.json").read_text())["cluster"]
         except (OSError, ValueError, KeyError):
             return None
         return sum(len(nodes) for nodes in state["nodes"].values())

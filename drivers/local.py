@@ -30,13 +30,13 @@ from libcloud.common.types import LibcloudError
 from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize
 from libcloud.compute.types import NodeState
 
+from elasticcluster.tags import TAG_CLUSTER, TAG_NODE
+
 log = logging.getLogger("elasticcluster")
 
 LABEL_MANAGED = "elasticcluster.managed"
 LABEL_CLUSTER = "elasticcluster.cluster"
 LABEL_NODE = "elasticcluster.node"
-TAG_CLUSTER = "elasticcluster-cluster"
-TAG_NODE = "elasticcluster-node"
 DEFAULT_IMAGE = "elasticcluster/debian-node:bookworm"
 #: where the nodes' shared /home folders live on this machine, one per cluster
 DEFAULT_STATE_DIR = "/var/lib/elasticcluster/local"

@@ -18,6 +18,11 @@ _LAZY = {
     "ClusterRepository": "elasticcluster.repository",
     "DiskRepository": "elasticcluster.repository",
     "MemRepository": "elasticcluster.repository",
+    "AnsibleSetupProvider": "elasticcluster.providers",
+    "BotoCloudProvider": "elasticcluster.providers",
+    "GoogleCloudProvider": "elasticcluster.providers",
+    "cloud_provider": "elasticcluster.providers",
+    "Events": "elasticcluster.operations",
 }
 
 
@@ -27,6 +32,8 @@ def __getattr__(name):
         raise AttributeError(f"module 'elasticcluster' has no attribute {name!r}")
     import importlib
 
+    # the API's clusters run the cluster operations: load them with any name of the API
+    importlib.import_module("elasticcluster.operations")
     return getattr(importlib.import_module(module), name)
 
 

@@ -7,6 +7,7 @@ floating IPs. The code here is the same for every cloud.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import inspect
@@ -23,11 +24,10 @@ from elasticcluster.exceptions import (
     QuotaExceeded,
     TransientCloudError,
 )
+from elasticcluster.tags import TAG_CLUSTER, TAG_NODE, label_value
+from elasticcluster.tags import instance_name as cloud_name
 
 log = logging.getLogger("elasticcluster")
-
-TAG_CLUSTER = "elasticcluster-cluster"
-TAG_NODE = "elasticcluster-node"
 
 #: our create parameters, and the ``create_node`` arguments that take them when
 #: a family's mapping does not say (tried in order, used if the driver has them)
@@ -78,11 +78,6 @@ def describe(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     text = re.sub(r"\s+", " ", text)
     return text if len(text) < 900 else text[:897] + "..."
-
-
-def cloud_name(cluster: str, node: str) -> str:
-    """The instance name on the cloud: ``CLUSTER-NODE``, lower case, letters, digits and '-'."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{cluster}-{node}".lower()).strip("-")
 
 
 # -- building the driver ---------------------------------------------------------
@@ -240,7 +235,8 @@ def build_driver(provider: str, family: CloudFamily, cloud: dict):
 class CloudProvider:
     """The operations of the node lifecycle on one cloud, for one cluster."""
 
-    def __init__(self, driver, family: CloudFamily, cloud: dict, cluster_name: str, factory=None):
+    def __init__(self, driver, family: CloudFamily, cloud: dict, cluster_name: str | None = None,
+                 factory=None):
         self._main_driver = driver
         #: makes one more driver: libcloud connections are not thread-safe (a connection keeps
         #: its last response), so each worker thread gets a driver of its own
@@ -253,6 +249,16 @@ class CloudProvider:
         self._sizes: dict[str, object] | None = None
         self._lock = threading.Lock()
         self._create_params = self._create_signature()
+
+    def for_cluster(self, name: str) -> CloudProvider:
+        """This provider scoped to cluster ``name`` (its tags and instance names): itself when it
+        has no cluster yet or this one, else a copy that shares its drivers and lookups."""
+        if self.cluster_name in (None, name):
+            self.cluster_name = name
+            return self
+        scoped = copy.copy(self)
+        scoped.cluster_name = name
+        return scoped
 
     @property
     def driver(self):
@@ -324,7 +330,7 @@ class CloudProvider:
         """``value`` as the cloud keeps it in a tag: as is, or (``[nodes] tag_values = "label"``)
         by the rules of GCE labels: lower case letters, digits, '_' and '-', at most 63."""
         if self.family.node_fields.get("tag_values") == "label":
-            return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+            return label_value(value)
         return value
 
     def node_name_of(self, instance) -> str | None:
@@ -558,9 +564,13 @@ class CloudProvider:
         return getattr(ip, "ip", None) or getattr(ip, "ip_address", None) or str(ip)
 
 
-def provider_for(config, cloud_name: str, cluster_name: str) -> CloudProvider:
+def provider_for(config, cloud_name: str, cluster_name: str | None = None) -> CloudProvider:
     """The CloudProvider of cloud section ``cloud_name`` for cluster ``cluster_name``."""
-    spec = config.cloud(cloud_name)
+    return provider_of(config.cloud(cloud_name), cluster_name)
+
+
+def provider_of(spec, cluster_name: str | None = None) -> CloudProvider:
+    """The CloudProvider of a checked cloud section (``config.link.CloudSpec``)."""
     driver = build_driver(spec.provider, spec.family, spec.values)
     return CloudProvider(driver, spec.family, spec.values, cluster_name,
                          factory=lambda: build_driver(spec.provider, spec.family, spec.values))

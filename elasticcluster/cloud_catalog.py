@@ -12,17 +12,16 @@ compute providers; its keys then go to the driver as they are.
 from __future__ import annotations
 
 import difflib
-import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
 
+from elasticcluster.redact import SECRET_KEY_NAME
 from elasticcluster.resources import bundled_dir
 
 #: keys of a cloud section that every provider accepts
 COMMON_KEYS = ("provider", "driver")
 
-_SECRET_NAME = re.compile(r"(^key$|secret|password|passwd|token|credential)", re.I)
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class CloudFamily:
         spec = self.keys.get(key)
         if spec is not None:
             return spec.secret
-        return bool(_SECRET_NAME.search(key))
+        return bool(SECRET_KEY_NAME.search(key))
 
 
 def _load_family(path) -> CloudFamily:

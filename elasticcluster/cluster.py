@@ -3,6 +3,12 @@
 A node is named after its kind and a three-digit index (``compute001``).
 Both classes turn into plain dicts (``to_dict``/``from_dict``) for the state
 store; no secret is part of them.
+
+The model does the cloud and setup work of its seed methods (``start``,
+``stop``, ``setup``, ``update``, ``resize``, ...) through the cluster
+operations, which register themselves here when ``elasticcluster.operations``
+is imported (``Configurator`` and ``elasticcluster.providers`` do): the model
+never imports the layers above it.
 """
 from __future__ import annotations
 
@@ -10,24 +16,40 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from elasticcluster.exceptions import ElasticClusterError, NodeNotFound
+from elasticcluster.exceptions import ElasticClusterError, NodeNotFound, UsageError
+from elasticcluster.store import CLUSTER_NAME_RE, MemRepository, check_cluster_name
 
 if TYPE_CHECKING:
-    from elasticcluster.repository import AbstractClusterRepository
+    from elasticcluster.store import AbstractClusterRepository, ClusterFiles
+
+__all__ = ["Cluster", "Node", "check_cluster_name", "CLUSTER_NAME_RE", "KIND_RE", "parse_node_counts",
+           "use_operations"]
 
 #: kinds become host names: letters, digits, '-' and (for ElastiCluster 1.3 configs) '_'
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-#: cluster names become file names in the storage folder
-CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 _INDEX_RE = re.compile(r"[0-9]{3,}")
+_COUNT_RE = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z0-9][A-Za-z0-9_-]*)\s*$")
+
+#: the cluster operations module, registered by ``elasticcluster.operations`` on import
+_operations = None
 
 
-def check_cluster_name(name: str) -> str:
-    if not CLUSTER_NAME_RE.fullmatch(name or ""):
-        raise ValueError(
-            f"invalid cluster name {name!r}: expected letters, digits, '.', '_', '+' or '-' "
-            "(starting with a letter or digit, at most 100 characters)")
-    return name
+def use_operations(operations) -> None:
+    """Give the model the operations its seed methods call (``elasticcluster.operations``)."""
+    global _operations
+    _operations = operations
+
+
+def parse_node_counts(text: str) -> dict[str, int]:
+    """``N1:KIND1[,N2:KIND2,...]`` (``start --nodes``, ``resize -a/-r``) -> {KIND: N}."""
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        match = _COUNT_RE.match(part)
+        if not match:
+            raise UsageError(f"'{part.strip()}' is not N:KIND (expected e.g. 10:compute or "
+                             "1:frontend,4:compute)")
+        counts[match.group(2)] = counts.get(match.group(2), 0) + int(match.group(1))
+    return counts
 
 
 @dataclass
@@ -93,10 +115,14 @@ class Node:
 class Cluster:
     """A named set of nodes started from a template (seed 4.5.2).
 
-    ``nodes`` maps each kind to its list of ``Node``. Cloud and setup work is
-    done by the lifecycle and setup modules; this class holds the model and
-    saves itself through its repository.
+    ``nodes`` maps each kind to its list of ``Node``. The cloud provider, the
+    setup provider and the template a cluster was made from are given to it
+    (by ``Configurator``, or by hand as in the seed); its seed methods run the
+    cluster operations with them and save the cluster through its repository.
     """
+
+    #: timeout in seconds to start all nodes, when no template says otherwise (seed)
+    startup_timeout = 600
 
     def __init__(self, name: str, cloud_provider=None, setup_provider=None,
                  user_key_name: str | None = None, user_key_public: str | None = None,
@@ -107,14 +133,13 @@ class Cluster:
         #: makes the CloudProvider on first use (set by the Configurator)
         self._provider_factory = None
         self.setup_provider = setup_provider
+        #: the template (``config.link.ClusterTemplate``) the cluster is made from, when known:
+        #: new nodes of a kind are made as it says, and its settings (timeouts...) apply
+        self.template_spec = None
         self.user_key_name = user_key_name
         self.user_key_public = user_key_public
         self.user_key_private = user_key_private
-        if repository is None:
-            from elasticcluster.repository import MemRepository
-
-            repository = MemRepository()
-        self.repository = repository
+        self.repository = repository if repository is not None else MemRepository()
         self.template: str | None = extra.pop("template", None)
         self.cloud: str | None = extra.pop("cloud", None)
         self.provider: str | None = extra.pop("provider", None)
@@ -135,7 +160,6 @@ class Cluster:
         if name is None:
             index = self._next_index(kind)
             name = f"{kind}{index:03d}"
-            self.extra.setdefault("last_index", {})[kind] = index
         elif any(n.name == name for n in self.get_all_nodes()):
             raise ValueError(f"cluster {self.name} already has a node named {name}")
         known = {f for f in Node.__dataclass_fields__}
@@ -146,6 +170,10 @@ class Cluster:
                     )
         node.extra.update({k: v for k, v in extra.items() if k not in known})
         self.nodes.setdefault(kind, []).append(node)
+        index = node.name[len(kind):] if node.name.startswith(kind) else ""
+        if _INDEX_RE.fullmatch(index):
+            last = self.extra.setdefault("last_index", {})
+            last[kind] = max(int(last.get(kind, 0)), int(index))
         return node
 
     def add_nodes(self, kind: str, num: int, image_id: str, image_user: str, flavor: str,
@@ -155,16 +183,24 @@ class Cluster:
 
     def _next_index(self, kind: str) -> int:
         """One more than any index this kind ever had (names of removed nodes are not reused)."""
-        used = [int((self.extra.get("last_index") or {}).get(kind, 0))]
-        for node in self.nodes.get(kind, []):
+        last = int((self.extra.get("last_index") or {}).get(kind, 0))
+        if last:
+            return last + 1
+        used = [0]
+        for node in self.nodes.get(kind, []):  # a cluster stored before last_index was kept
             # the index is what follows the kind, so kinds ending in digits (gpu2) work too
             index = node.name[len(kind):] if node.name.startswith(kind) else ""
             if _INDEX_RE.fullmatch(index):
                 used.append(int(index))
         return max(used) + 1
 
-    def remove_node(self, node: Node) -> None:
-        """Remove ``node`` from the model (it is not stopped: seed 4.5.2)."""
+    def remove_node(self, node: Node, stop: bool = False, setup: bool = True, **options) -> None:
+        """Remove ``node`` from the model; it is not stopped (seed 4.5.2) unless ``stop``:
+        then its instance is terminated and (unless ``setup=False``) the other nodes are
+        set up again so that they forget it, as ``elasticcluster remove-node`` does."""
+        if stop:
+            self._ops().remove_node(self, node.name, setup=setup, **options)
+            return
         nodes = self.nodes.get(node.kind, [])
         if node not in nodes:
             raise NodeNotFound(f"cluster {self.name} has no node {node.name}")
@@ -196,6 +232,11 @@ class Cluster:
         return {kind: len(nodes) for kind, nodes in sorted(self.nodes.items())}
 
     # -- persistence ---------------------------------------------------------
+
+    @property
+    def files(self) -> ClusterFiles:
+        """The folder of this cluster's files (known_hosts, inventory, ...), from its repository."""
+        return self.repository.files(self.name)
 
     def save(self) -> None:
         self.repository.save_or_update(self)
@@ -229,7 +270,16 @@ class Cluster:
             cluster.nodes[kind] = [Node.from_dict(n) for n in nodes]
         return cluster
 
-    # -- the lifecycle (seed 4.5.2) ------------------------------------------------
+    def load_state(self, other: Cluster) -> None:
+        """Take the stored state of ``other`` (the same cluster, read again), keeping this
+        object's providers: an operation re-reads its cluster once it holds the lock."""
+        if other.name != self.name:
+            raise ValueError(f"cannot load the state of cluster {other.name} into {self.name}")
+        for attribute in ("template", "cloud", "provider", "login", "setup_name", "ssh_to",
+                          "user_key_name", "user_key_public", "user_key_private", "extra", "nodes"):
+            setattr(self, attribute, getattr(other, attribute))
+
+    # -- the lifecycle (seed 4.5.2): the cluster operations ------------------------------
 
     @property
     def cloud_provider(self):
@@ -242,56 +292,46 @@ class Cluster:
     def cloud_provider(self, provider) -> None:
         self._cloud_provider = provider
 
-    def _need(self, what: str):
-        value = getattr(self, what)
-        if value is None:
-            raise ElasticClusterError(f"cluster '{self.name}' has no {what.replace('_', ' ')}: make it "
-                                      "with Configurator.create_cluster, or pass one to Cluster()")
-        return value
+    def _ops(self):
+        if _operations is None:
+            raise ElasticClusterError(
+                f"cluster '{self.name}': no cluster operations are loaded; make clusters with "
+                "elasticcluster.Configurator (or import elasticcluster.operations)")
+        return _operations
 
-    def start(self, min_nodes: dict[str, int] | None = None, max_concurrent_requests: int = 10,
-              startup_timeout: float = 600, ssh_probe_timeout: float = 5) -> None:
-        """Create the nodes not created yet, wait until they run and accept SSH.
+    def start(self, min_nodes: dict[str, int] | None = None, **options) -> None:
+        """Create the nodes not created yet, wait until they run and accept SSH (saved as it goes).
 
-        ``min_nodes`` (kind -> number) lets the start go on when a quota stops some nodes.
+        ``min_nodes`` (kind -> number) lets the start go on when a quota stops some nodes;
+        ``options``: those of ``operations.start`` (``max_workers``, ``events``, ``setup``).
         """
-        from elasticcluster import lifecycle
-        from elasticcluster.ssh_keys import ensure_key_pair, read_public_key
+        self._ops().start(self, min_nodes=min_nodes, **options)
 
-        provider = self._need("cloud_provider")
-        if min_nodes:
-            self.extra["min_nodes"] = dict(min_nodes)
-        ensure_key_pair(self.user_key_private, self.user_key_public)
-        todo = [n for n in self.get_all_nodes() if not n.instance_id]
-        self.extra.setdefault("started", False)
-        self.save()
-        lifecycle.provision(provider, self, todo, public_key=read_public_key(self.user_key_public),
-                            max_workers=max_concurrent_requests, startup_timeout=startup_timeout,
-                            ssh_probe_timeout=ssh_probe_timeout)
-        self.extra["started"] = True
-        self.save()
-
-    def stop(self, force: bool = False) -> None:
+    def stop(self, force: bool = False, **options) -> None:
         """Terminate every node (and any the cloud tags as this cluster's) and forget the cluster."""
-        from elasticcluster import lifecycle
-        from elasticcluster.exceptions import CloudError
+        self._ops().stop(self, force=force, **options)
 
-        outcome = lifecycle.terminate_instances(self._need("cloud_provider"), self, force=force)
-        if outcome.failed and not force:
-            self.save()
-            raise CloudError(f"could not terminate: {outcome.failed}")
-        self.repository.delete(self)
+    def setup(self, extra_args: list[str] = (), **options) -> bool:
+        """Configure the nodes with the setup provider; True on success (the failure is logged)."""
+        return self._ops().setup_succeeds(self, extra_args=extra_args, **options)
 
-    def setup(self, extra_args: list[str] = ()) -> bool:
-        """Configure the nodes with the setup provider; True on success."""
-        return self._need("setup_provider").setup_cluster(self, extra_args=extra_args)
+    def update(self, **options) -> None:
+        """Refresh states and addresses of the nodes from the cloud (and save them)."""
+        self._ops().refresh(self, **options)
 
-    def update(self) -> None:
-        """Refresh states and addresses of the nodes from the cloud."""
-        from elasticcluster import lifecycle
+    def resize(self, add: dict[str, int] | None = None, remove: dict[str, int] | None = None,
+               **options) -> None:
+        """Add (``{"compute": 2}``) and/or remove nodes (the newest of a kind go first), then set
+        the cluster up again unless ``setup=False``: ``elasticcluster resize``."""
+        self._ops().resize(self, add=add, remove=remove, **options)
 
-        lifecycle.refresh(self._need("cloud_provider"), self)
-        self.save()
+    def pause(self, **options) -> None:
+        """Stop the nodes without terminating them."""
+        self._ops().pause(self, **options)
+
+    def resume(self, **options) -> None:
+        """Start the nodes of a paused cluster again and wait until they accept SSH."""
+        self._ops().resume(self, **options)
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name} {self.node_counts()}>"

@@ -1,12 +1,21 @@
-"""The seed's ``Configurator``: the configuration plus factories that use it (seed 4.5.3)."""
+"""The seed's ``Configurator``: the configuration plus factories that use it (seed 4.5.3).
+
+A cluster made (``create_cluster``) or loaded (``load_cluster``) here is given
+its cloud provider (made on first use), its setup provider and its template:
+its seed methods (``start``, ``stop``, ``setup``, ``update``, ``resize``...)
+then run the cluster operations of ``elasticcluster.operations``, the same
+ones the command line runs.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+from elasticcluster import operations  # noqa: F401 (gives the model its operations)
 from elasticcluster.cluster import Cluster, check_cluster_name
 from elasticcluster.config import Config, load_config
-from elasticcluster.exceptions import ClusterExists, ClusterNotFound, ConfigurationError, ElasticClusterError
-from elasticcluster.repository import DEFAULT_STORAGE_PATH, AbstractClusterRepository, DiskRepository
+from elasticcluster.exceptions import ClusterExists
+from elasticcluster.paths import DEFAULT_STORAGE
+from elasticcluster.repository import AbstractClusterRepository, DiskRepository
 
 
 class Configurator:
@@ -15,7 +24,7 @@ class Configurator:
     def __init__(self, config: Config, storage_path: str | Path | None = None,
                  repository: AbstractClusterRepository | None = None):
         self.config = config
-        self.storage_path = Path(storage_path or DEFAULT_STORAGE_PATH).expanduser()
+        self.storage_path = Path(storage_path or DEFAULT_STORAGE).expanduser()
         self.repository = repository or DiskRepository(self.storage_path)
 
     @classmethod
@@ -29,13 +38,10 @@ class Configurator:
         spec = self.config.template(template)
         if node_counts:
             spec = spec.with_node_counts(node_counts)
-        name = name or template
-        try:
-            check_cluster_name(name)
-        except ValueError as err:
-            raise ConfigurationError(str(err)) from None
-        if self._is_stored(name):
-            raise ClusterExists(f"a cluster named '{name}' is already stored in {self.storage_path}; "
+        name = check_cluster_name(template if name is None else name)
+        if self.repository.exists(name):
+            where = f" in {self.storage_path}" if isinstance(self.repository, DiskRepository) else ""
+            raise ClusterExists(f"a cluster named '{name}' is already stored{where}; "
                                 "choose another name with -n NAME, or stop it first")
         login = spec.login
         cluster = Cluster(
@@ -48,38 +54,26 @@ class Configurator:
                                                         "ssh_port", "ssh_proxy_command")},
         )
         for kind, node in sorted(spec.kinds.items()):
-            extra = dict(node.extra)
-            image_user = extra.pop("image_user", None) or spec.logins[node.login]["image_user"]
-            cluster.add_nodes(
-                kind, node.count, node.image_id, image_user, node.flavor, node.security_group,
-                node.image_userdata, network_ids=list(node.network_ids), login=node.login, **extra)
-        return self._attach(cluster)
-
-    def _is_stored(self, name: str) -> bool:
-        """Whether ``name`` is taken in the repository (an unreadable state file counts)."""
-        if isinstance(self.repository, DiskRepository):
-            return self.repository.path_for(name).exists()
-        try:
-            self.repository.get(name)
-        except ClusterNotFound:
-            return False
-        except ElasticClusterError:  # stored, but unreadable
-            pass
-        return True
+            spec.add_nodes(cluster, kind, node.count)
+        return self._attach(cluster, spec)
 
     def load_cluster(self, cluster_name: str) -> Cluster:
         """A stored cluster, with its providers (made on first use) from this configuration."""
-        return self._attach(self.repository.get(cluster_name))
+        return self._attach(self.repository.get(check_cluster_name(cluster_name)))
 
-    def _attach(self, cluster: Cluster) -> Cluster:
-        """Give ``cluster`` a cloud provider (made on first use) and a setup provider."""
+    def _attach(self, cluster: Cluster, spec=None) -> Cluster:
+        """Give ``cluster`` a cloud provider (made on first use), a setup provider and its template."""
         from elasticcluster.cloud import provider_for
+        from elasticcluster.playbook import AnsibleSetupProvider
 
         config = self.config
         if cluster.cloud:
             cluster._provider_factory = lambda: provider_for(config, cluster.cloud, cluster.name)
-        if cluster.template in config.templates:
-            cluster.setup_provider = self.create_setup_provider(cluster.template)
+        if spec is None and cluster.template in config.templates:
+            spec = config.templates[cluster.template]
+        if spec is not None:
+            cluster.template_spec = spec
+            cluster.setup_provider = AnsibleSetupProvider.from_template(spec)
         return cluster
 
     def create_cloud_provider(self, cluster_template: str, cluster_name: str | None = None):
@@ -93,4 +87,4 @@ class Configurator:
         """The Ansible setup provider of the template's setup section."""
         from elasticcluster.playbook import AnsibleSetupProvider
 
-        return AnsibleSetupProvider(self.config.template(cluster_template))
+        return AnsibleSetupProvider.from_template(self.config.template(cluster_template))

@@ -91,6 +91,18 @@ class StartupTimeout(CloudError):
     """Nodes did not reach the expected state in time."""
 
 
+class SetupFailed(ElasticClusterError):
+    """The setup (ansible-playbook) failed on some hosts, or did not run."""
+
+
+class Cancelled(ElasticClusterError):
+    """The user answered no to a confirmation: nothing was changed."""
+
+
+class ClusterChanged(ElasticClusterError):
+    """Another command changed the cluster between a confirmation and the change."""
+
+
 class Interrupted(ElasticClusterError):
     """The user interrupted a command (Ctrl-C, SIGTERM); state was saved."""
 

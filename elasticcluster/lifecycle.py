@@ -78,16 +78,19 @@ def sigterm_as_interrupt():
 
 def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, public_key: str,
               max_workers: int = 10, startup_timeout: float = 600, ssh_probe_timeout: float = 5,
-              floating_ip: bool = False, progress: Progress | None = None) -> None:
-    """The whole start of ``nodes``: prepare, create, minimums, running, SSH (one path for all clouds)."""
+              floating_ip: bool = False, progress: Progress | None = None,
+              waiting: list[Node] = ()) -> None:
+    """The whole start of ``nodes``: prepare, create, minimums, running, SSH (one path for all
+    clouds); nodes already created (``waiting``) are waited for with them."""
     progress = progress or Progress()
-    prepare(provider, cluster, nodes, public_key)
-    progress.event(f"creating {len(nodes)} node(s) of cluster '{cluster.name}'")
-    outcome = run_instances(provider, cluster, nodes, public_key=public_key, max_workers=max_workers,
-                            progress=progress)
     minimums = dict(cluster.extra.get("min_nodes") or {})
-    check_min_nodes(cluster, outcome, minimums)
-    created = _still_in(cluster, nodes)
+    if nodes:
+        prepare(provider, cluster, nodes, public_key)
+        progress.event(f"creating {len(nodes)} node(s) of cluster '{cluster.name}'")
+        outcome = run_instances(provider, cluster, nodes, public_key=public_key, max_workers=max_workers,
+                                progress=progress)
+        check_min_nodes(cluster, outcome, minimums)
+    created = _still_in(cluster, [*waiting, *nodes])
     late = wait_instances(provider, cluster, created, timeout=startup_timeout, floating_ip=floating_ip,
                           progress=progress)
     handle_timeout(provider, cluster, late, minimums, startup_timeout)
@@ -102,8 +105,10 @@ def _still_in(cluster: Cluster, nodes: list[Node]) -> list[Node]:
 
 
 def wait_ssh(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, probe_timeout: float,
-             timeout: float, max_workers: int = 32, progress: Progress | None = None) -> None:
-    """Wait until every node accepts SSH; drop the silent ones if the minimums allow, else fail."""
+             timeout: float, max_workers: int = 32, progress: Progress | None = None,
+             drop: bool = True) -> None:
+    """Wait until every node accepts SSH; drop the silent ones if ``drop`` and the minimums
+    allow, else fail."""
     from elasticcluster import ssh
 
     if not nodes:
@@ -119,7 +124,7 @@ def wait_ssh(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, pr
     lines = ssh.describe_failures(results, cluster)
     changed = any(p.status == ssh.KEY_CHANGED for p in results.values())
     minimums = dict(cluster.extra.get("min_nodes") or {})
-    if changed or not within_minimums(cluster, silent, minimums):
+    if changed or not drop or not within_minimums(cluster, silent, minimums):
         raise CloudError("cannot log into every node over SSH:\n  " + "\n  ".join(lines))
     log.warning("terminating node(s) that never accepted SSH (KIND_min_nodes allows it):\n  %s",
                 "\n  ".join(lines))

@@ -6,7 +6,12 @@ facts gathered once and cached, no retry files, host keys checked against the
 cluster's known_hosts). A callback of ours reports plays, tasks and results as
 JSON lines on a pipe: elasticcluster shows progress from them and, at the end,
 the failed task and its message for each failed host. Ansible's own output
-goes to the terminal with ``-v``, else to ``STORAGE/NAME.ansible.log``.
+goes to the terminal with ``-v``, else to the cluster's ``ansible.log``
+(``STORAGE/NAME/ansible.log``).
+
+What a setup needs to know (playbook, Ansible groups and variables per kind,
+the setup section's settings) is a ``SetupSpec``: made from a configuration
+template, or from the seed's ``AnsibleSetupProvider(groups, ...)`` arguments.
 """
 from __future__ import annotations
 
@@ -21,17 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elasticcluster.cluster import Cluster
-from elasticcluster.exceptions import ConfigurationError, ElasticClusterError
-from elasticcluster.inventory import write_inventory
+from elasticcluster.exceptions import ConfigurationError, SetupFailed
+from elasticcluster.inventory import SetupSpec, write_inventory
 from elasticcluster.resources import default_playbook
 
 log = logging.getLogger("elasticcluster")
 
 PLUGINS = Path(__file__).resolve().parent / "ansible_plugins"
 
-
-class SetupFailed(ElasticClusterError):
-    """ansible-playbook failed on some hosts (or did not run)."""
+__all__ = ["AnsibleSetupProvider", "Listener", "PlaybookRun", "SetupFailed", "SetupSpec", "run_playbook"]
 
 
 @dataclass
@@ -59,16 +62,15 @@ class Listener:
     def close(self) -> None: ...
 
 
-def ansible_environment(cluster: Cluster, template, *, verbosity: int) -> dict[str, str]:
+def ansible_environment(cluster: Cluster, spec: SetupSpec, *, verbosity: int) -> dict[str, str]:
     """ANSIBLE_* settings: elasticcluster's defaults, then the setup section's ``ansible_*`` keys."""
-    storage = Path(cluster.repository.storage_path)
     forks = max(5, min(len(cluster.get_all_nodes()), 64))
     env = {
-        "ANSIBLE_PIPELINING": "True" if template.setup.get("ssh_pipelining", True) else "False",
+        "ANSIBLE_PIPELINING": "True" if spec.settings.get("ssh_pipelining", True) else "False",
         "ANSIBLE_FORKS": str(forks),
         "ANSIBLE_GATHERING": "smart",
         "ANSIBLE_CACHE_PLUGIN": "jsonfile",
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(storage / f"{cluster.name}.facts"),
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cluster.files.facts),
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "86400",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
@@ -80,7 +82,7 @@ def ansible_environment(cluster: Cluster, template, *, verbosity: int) -> dict[s
         "ANSIBLE_NOCOLOR": "False" if verbosity and sys.stdout.isatty() else "True",
         "ANSIBLE_FORCE_COLOR": "True" if verbosity and sys.stdout.isatty() else "False",
     }
-    for key, value in template.setup.items():
+    for key, value in spec.settings.items():
         if key.startswith("ansible_"):
             env[key.upper()] = _text(value)
     if env.get("ANSIBLE_STRATEGY", "").startswith("mitogen"):
@@ -117,31 +119,33 @@ def ansible_playbook() -> str:
     return found
 
 
-def run_playbook(cluster: Cluster, template, *, extra_args: list[str] = (), verbosity: int = 0,
+def run_playbook(cluster: Cluster, spec: SetupSpec, *, extra_args: list[str] = (), verbosity: int = 0,
                  listener: Listener | None = None) -> PlaybookRun:
-    """Run the setup section's playbook (default: the bundled site.yml) on ``cluster``."""
+    """Run the setup's playbook (default: the bundled site.yml) on ``cluster``."""
     listener = listener or Listener()
-    playbook = Path(template.setup.get("playbook_path") or default_playbook()).expanduser()
+    playbook = Path(spec.playbook or default_playbook()).expanduser()
     if not playbook.exists():
-        raise ConfigurationError(f"[setup/{template.setup_name}] playbook_path: {playbook} does not exist")
-    inventory = write_inventory(cluster, template)
-    (Path(cluster.repository.storage_path) / f"{cluster.name}.facts").mkdir(mode=0o700, exist_ok=True)
+        where = f"[setup/{spec.name}] playbook_path" if spec.name else "playbook_path"
+        raise ConfigurationError(f"{where}: {playbook} does not exist")
+    files = cluster.files.ensure()
+    inventory = write_inventory(cluster, spec)
+    files.facts.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ)
-    env.update(ansible_environment(cluster, template, verbosity=verbosity))
+    env.update(ansible_environment(cluster, spec, verbosity=verbosity))
     command = [ansible_playbook(), "-i", str(inventory), str(playbook), *extra_args]
     if verbosity >= 2:
         command.append("-" + "v" * (verbosity - 1))
-    log_path = Path(cluster.repository.storage_path) / f"{cluster.name}.ansible.log"
+    log_path = files.ansible_log if verbosity < 1 else None
     read_fd, write_fd = os.pipe()
     env["ELASTICCLUSTER_EVENTS_FD"] = str(write_fd)
     run = PlaybookRun(returncode=-1, log_path=log_path)
-    output = None if verbosity >= 1 else open(log_path, "w")
+    output = None if log_path is None else os.fdopen(
+        os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
     try:
-        if output is not None:
-            os.chmod(log_path, 0o600)
         log.debug("running %s", " ".join(command))
+        # umask 077: what Ansible writes (the fact cache) is the user's alone, as every stored file
         proc = subprocess.Popen(command, env=env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
-                                stdout=output, stderr=subprocess.STDOUT if output else None)
+                                stdout=output, stderr=subprocess.STDOUT if output else None, umask=0o077)
         os.close(write_fd)
         reader = threading.Thread(target=_read_events, args=(read_fd, run, listener), daemon=True)
         reader.start()
@@ -194,22 +198,58 @@ def failure_report(run: PlaybookRun) -> str:
 
 
 class AnsibleSetupProvider:
-    """The seed's setup provider: configures a cluster with the template's playbook."""
+    """The seed's setup provider (4.5.10): configures a cluster with a playbook.
 
-    def __init__(self, template, verbosity: int = 0, listener: Listener | None = None):
-        self.template = template
-        self.verbosity = verbosity
-        self.listener = listener
+    ``groups`` maps each node kind to its Ansible groups (``{"frontend": ["slurm_master"]}``);
+    ``environment_vars`` each kind to its variables; ``playbook_path`` defaults to the bundled
+    ``site.yml``; ``sudo``/``sudo_user`` say how to become root; ``extra_conf`` holds the
+    setup section's other settings (``ansible_*``, ``global_var_*``...). ``storage_path`` and
+    ``ansible_module_dir`` of the seed are accepted and unused: a cluster's files live in its
+    repository's folder, and playbooks use only ``ansible.builtin`` modules.
+    """
+
+    def __init__(self, groups: dict[str, list[str]], playbook_path: str | None = None,
+                 environment_vars: dict[str, dict] | None = None, storage_path: str | None = None,
+                 sudo: bool = True, sudo_user: str = "root", ansible_module_dir: str | None = None,
+                 **extra_conf):
+        prefix = "global_var_"
+        global_vars = {k[len(prefix):]: v for k, v in extra_conf.items() if k.startswith(prefix)}
+        settings = {k: v for k, v in extra_conf.items() if not k.startswith(prefix)}
+        self.spec = SetupSpec(name=extra_conf.get("name"), playbook=playbook_path,
+                              groups={kind: list(names) for kind, names in groups.items()},
+                              kind_vars={kind: dict(v) for kind, v in (environment_vars or {}).items()},
+                              global_vars=global_vars, settings=settings,
+                              become=sudo, become_user=sudo_user)
+        #: the template this provider was made from (Configurator), if any
+        self.template = None
+
+    @classmethod
+    def from_template(cls, template) -> AnsibleSetupProvider:
+        """The setup provider of a configuration template (its setup section and node kinds)."""
+        provider = cls.__new__(cls)
+        provider.spec = SetupSpec.from_template(template)
+        provider.template = template
+        return provider
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        return self.spec.groups
+
+    def run_setup(self, cluster: Cluster, extra_args: list[str] = (), verbosity: int = 0,
+                  listener: Listener | None = None) -> PlaybookRun:
+        """Run the playbook (idempotent) and report what happened, host by host."""
+        return run_playbook(cluster, self.spec, extra_args=list(extra_args), verbosity=verbosity,
+                            listener=listener)
+
+    failure_report = staticmethod(failure_report)
 
     def setup_cluster(self, cluster: Cluster, extra_args: list[str] = ()) -> bool:
-        """Run the playbook (idempotent); True when every host succeeded."""
-        run = run_playbook(cluster, self.template, extra_args=list(extra_args), verbosity=self.verbosity,
-                           listener=self.listener)
+        """Run the playbook (idempotent); True when every host succeeded (seed 4.5.9)."""
+        run = self.run_setup(cluster, extra_args)
         if run.returncode != 0:
             log.error("setup of cluster '%s' failed:\n%s", cluster.name, failure_report(run))
         return run.returncode == 0
 
     def cleanup(self, cluster: Cluster) -> None:
-        from elasticcluster.inventory import inventory_path
-
-        inventory_path(cluster).unlink(missing_ok=True)
+        """Forget the cluster's inventory (the repository removes the rest with the cluster)."""
+        cluster.files.inventory.unlink(missing_ok=True)

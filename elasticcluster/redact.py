@@ -1,7 +1,12 @@
-"""Keep secrets out of logs: every registered secret value is masked in log records."""
+"""Keep secrets out of logs: which keys hold secrets, and every registered secret value is
+masked in log records."""
 from __future__ import annotations
 
 import logging
+import re
+
+#: names of configuration keys whose values are secrets (masked in messages and logs)
+SECRET_KEY_NAME = re.compile(r"(^key$|secret|password|passwd|token|credential)", re.I)
 
 _SECRETS: set[str] = set()
 

@@ -2,7 +2,8 @@
 
 Host keys are trusted on first use: the key a node shows the first time is
 recorded in its state (``node.extra["ssh_host_key"]``) and written, with the
-node's addresses, to ``STORAGE/NAME.known_hosts`` (mode 0600). Every later
+node's addresses, to the cluster's ``known_hosts`` (``STORAGE/NAME/known_hosts``,
+mode 0600). Every later
 connection (Fabric, the ``ssh``/``sftp`` commands, Ansible) checks against
 that file, and a changed key is refused.
 
@@ -69,7 +70,7 @@ class Login:
 
 
 def known_hosts_path(cluster: Cluster) -> Path:
-    return Path(cluster.repository.storage_path) / f"{cluster.name}.known_hosts"
+    return cluster.files.known_hosts
 
 
 def host_names(node: Node, port: int = 22) -> list[str]:
@@ -86,8 +87,8 @@ def write_known_hosts(cluster: Cluster) -> Path:
         key = node.extra.get("ssh_host_key")
         if key and node.ips:
             lines.append(f"{','.join(host_names(node, port))} {key}")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{cluster.name}.", suffix=".kh")
+    cluster.files.ensure()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".known_hosts.", suffix=".tmp")
     with os.fdopen(fd, "w") as stream:
         stream.write("".join(line + "\n" for line in lines))
     os.chmod(tmp, 0o600)

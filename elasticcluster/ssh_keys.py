@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from elasticcluster import paths
 from elasticcluster.exceptions import ConfigurationError
 
 
@@ -66,7 +67,7 @@ def matches(public_key: str, fingerprint: str | None) -> bool | None:
 
 
 #: keys under this folder are elasticcluster's own: made on first use
-MANAGED_KEYS = Path("~/.elasticcluster/keys")
+MANAGED_KEYS = Path(paths.MANAGED_KEYS)
 
 
 def ensure_key_pair(private: str | Path, public: str | Path) -> bool:

@@ -61,7 +61,7 @@ def test_from_config_creates_the_template_cluster(configurator, storage):
     assert cluster.user_key_private.endswith("/.ssh/id_rsa")
     assert cluster.user_key_public.endswith("/.ssh/id_rsa.pub")
     assert cluster.repository is configurator.repository
-    assert not (storage / "slurm.json").exists(), "creating a cluster does not store it yet"
+    assert not (storage / "slurm" / "state.json").exists(), "creating a cluster does not store it yet"
 
 
 def test_created_cluster_holds_no_secret(configurator):
@@ -73,7 +73,7 @@ def test_named_cluster_then_load(configurator, storage):
     cluster = configurator.create_cluster("slurm", name="mine")
     assert cluster.name == "mine" and cluster.template == "slurm"
     cluster.save()
-    assert (storage / "mine.json").is_file()
+    assert (storage / "mine" / "state.json").is_file()
     loaded = configurator.load_cluster("mine")
     assert loaded.to_dict() == cluster.to_dict()
     with pytest.raises(ClusterNotFound, match="mine"):
@@ -82,21 +82,21 @@ def test_named_cluster_then_load(configurator, storage):
 
 def test_name_already_stored_raises_cluster_exists(configurator, storage):
     configurator.create_cluster("slurm").save()
-    before = (storage / "slurm.json").read_bytes()
+    before = (storage / "slurm" / "state.json").read_bytes()
     with pytest.raises(ClusterExists, match="slurm") as err:
         configurator.create_cluster("slurm")
     assert err.value.exit_status == 2
-    assert (storage / "slurm.json").read_bytes() == before
+    assert (storage / "slurm" / "state.json").read_bytes() == before
     # another name is fine
     assert configurator.create_cluster("slurm", name="slurm2").name == "slurm2"
 
 
 def test_unreadable_state_file_still_counts_as_taken(configurator, storage):
-    storage.mkdir()
-    (storage / "slurm.json").write_text("{broken")
+    (storage / "slurm").mkdir(parents=True)
+    (storage / "slurm" / "state.json").write_text("{broken")
     with pytest.raises(ClusterExists):
         configurator.create_cluster("slurm")
-    assert (storage / "slurm.json").read_text() == "{broken"
+    assert (storage / "slurm" / "state.json").read_text() == "{broken"
     with pytest.raises(StateFileError):
         configurator.load_cluster("slurm")
 

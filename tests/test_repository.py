@@ -106,7 +106,7 @@ def test_get_all_sorted_and_delete(repo, storage):
         make_cluster(repo, name)
     assert [c.name for c in repo.get_all()] == ["alpha", "bravo", "charlie"]
     repo.delete(repo.get("bravo"))
-    assert not (storage / "bravo.json").exists()
+    assert not (storage / "bravo" / "state.json").exists()
     assert [c.name for c in repo.get_all()] == ["alpha", "charlie"]
     with pytest.raises(ClusterNotFound):
         repo.get("bravo")
@@ -117,7 +117,7 @@ def test_default_storage_is_under_home(home):
     repo = DiskRepository()
     assert repo.storage_path == home / ".elasticcluster" / "storage"
     make_cluster(repo, "alpha")
-    assert (home / ".elasticcluster" / "storage" / "alpha.json").is_file()
+    assert (home / ".elasticcluster" / "storage" / "alpha" / "state.json").is_file()
 
 
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", "/etc/passwd", ".hidden", "", "a b", "x" * 101])
@@ -143,14 +143,14 @@ def test_file_and_folder_modes_even_with_a_permissive_umask(repo, storage):
     finally:
         os.umask(old)
     assert stat.S_IMODE(storage.stat().st_mode) == 0o700
-    assert stat.S_IMODE((storage / "alpha.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((storage / "alpha" / "state.json").stat().st_mode) == 0o600
     assert stat.S_IMODE((storage / ".locks").stat().st_mode) == 0o700
     assert stat.S_IMODE((storage / ".locks" / "alpha.lock").stat().st_mode) == 0o600
 
 
 def test_state_file_is_readable_json_with_a_format(repo, storage):
     make_cluster(repo, "alpha")
-    text = (storage / "alpha.json").read_text()
+    text = (storage / "alpha" / "state.json").read_text()
     data = json.loads(text)
     assert data["format"] == STATE_FORMAT == 1
     assert data["written_by"] == f"elasticcluster {elasticcluster.__version__}"
@@ -171,7 +171,7 @@ def test_no_pickle_anywhere():
 
 def test_unknown_fields_from_a_future_minor_change_are_ignored(repo, storage):
     make_cluster(repo, "alpha")
-    path = storage / "alpha.json"
+    path = storage / "alpha" / "state.json"
     data = json.loads(path.read_text())
     data["cluster"]["nodes"]["compute"][0]["added_later"] = 42
     path.write_text(json.dumps(data))
@@ -202,19 +202,19 @@ CRASH_DURING_SAVE = """
 def test_crash_between_write_and_rename_keeps_the_old_state(repo, storage):
     make_cluster(repo, "alpha", computes=2)
     make_cluster(repo, "beta", computes=1)
-    before = (storage / "alpha.json").read_bytes()
+    before = (storage / "alpha" / "state.json").read_bytes()
 
     proc = run_python(CRASH_DURING_SAVE, str(storage), "alpha")
     assert proc.returncode == 1, proc.stderr
     assert "not reached" not in proc.stdout
 
     # the old state is there, byte for byte, and loads
-    assert (storage / "alpha.json").read_bytes() == before
+    assert (storage / "alpha" / "state.json").read_bytes() == before
     fresh = DiskRepository(storage)
     assert len(fresh.get("alpha").get_all_nodes()) == 3
     # the new state was written completely, but only to a hidden temporary file
-    leftovers = [p for p in storage.iterdir() if p.is_file() and p.name != "alpha.json" and p.name != "beta.json"]
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".alpha.") and leftovers[0].suffix == ".tmp"
+    leftovers = [p for p in (storage / "alpha").iterdir() if p.name != "state.json"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".state.json.") and leftovers[0].suffix == ".tmp"
     assert len(json.loads(leftovers[0].read_text())["cluster"]["nodes"]["compute"]) == 7
     # which listing ignores: both clusters, nothing unreadable
     clusters, unreadable = fresh.load_all()
@@ -227,16 +227,19 @@ def test_crash_between_write_and_rename_keeps_the_old_state(repo, storage):
         fresh.save_or_update(cluster)
     assert [n.name for n in DiskRepository(storage).get("alpha").nodes["compute"]] == [
         "compute001", "compute002", "compute003"]
+    # the next writer (who holds the lock: nobody else can be writing) removed the leftover
+    assert sorted(p.name for p in (storage / "alpha").iterdir()) == ["state.json"]
 
 
 def test_failed_write_removes_its_temporary_file(repo, storage):
     cluster = make_cluster(repo, "alpha")
-    before = (storage / "alpha.json").read_bytes()
+    before = (storage / "alpha" / "state.json").read_bytes()
     cluster.extra["unserialisable"] = object()  # json.dump fails half-way through
     with pytest.raises(TypeError):
         repo.save_or_update(cluster)
-    assert (storage / "alpha.json").read_bytes() == before
-    assert sorted(p.name for p in storage.iterdir()) == [".locks", "alpha.json"]
+    assert (storage / "alpha" / "state.json").read_bytes() == before
+    assert sorted(p.name for p in storage.iterdir()) == [".locks", "alpha"]
+    assert sorted(p.name for p in (storage / "alpha").iterdir()) == ["state.json"]
 
 
 # -- corrupt and unreadable files ---------------------------------------------------
@@ -267,7 +270,8 @@ EXPECTED_REASON = {
 def test_corrupt_file_is_reported_alone_and_left_untouched(repo, storage, kind):
     make_cluster(repo, "alpha")
     make_cluster(repo, "zulu")
-    bad = storage / "bad.json"
+    bad = storage / "bad" / "state.json"
+    bad.parent.mkdir()
     bad.write_bytes(CORRUPT[kind])
 
     clusters, unreadable = repo.load_all()
@@ -289,7 +293,7 @@ def test_corrupt_file_is_reported_alone_and_left_untouched(repo, storage, kind):
 def test_directory_in_place_of_a_state_file(repo, storage):
     # we run as root, so mode 000 would not stop us reading: a directory does
     make_cluster(repo, "alpha")
-    (storage / "bad.json").mkdir()
+    (storage / "bad" / "state.json").mkdir(parents=True)
     clusters, unreadable = repo.load_all()
     assert [c.name for c in clusters] == ["alpha"]
     assert [u.name for u in unreadable] == ["bad"]
@@ -301,7 +305,7 @@ def test_directory_in_place_of_a_state_file(repo, storage):
 def test_mode_000_state_file(repo, storage):
     make_cluster(repo, "alpha")
     make_cluster(repo, "bad")
-    (storage / "bad.json").chmod(0)
+    (storage / "bad" / "state.json").chmod(0)
     clusters, unreadable = repo.load_all()
     assert [c.name for c in clusters] == ["alpha"]
     assert [u.name for u in unreadable] == ["bad"]
@@ -312,7 +316,10 @@ def test_listing_ignores_foreign_files(repo, storage):
     make_cluster(repo, "alpha")
     (storage / "notes.txt").write_text("mine")
     (storage / ".alpha.abc123.tmp").write_text("{half")
-    (storage / ".hidden.json").write_text("{}")
+    (storage / ".hidden").mkdir()
+    (storage / ".hidden" / "state.json").write_text("{}")
+    (storage / "empty-folder").mkdir()
+    (storage / ".alpha.deleted-x1y2").mkdir()
     clusters, unreadable = repo.load_all()
     assert [c.name for c in clusters] == ["alpha"]
     assert unreadable == []
@@ -352,7 +359,8 @@ def test_concurrent_writers_lose_no_update(repo, storage):
     assert [n.name for n in computes] == [f"compute{i:03d}" for i in range(1, writers * per_writer + 1)]
     assert sorted(n.extra["writer"] for n in computes) == sorted(
         f"w{w}-{i}" for w in range(writers) for i in range(per_writer))
-    assert [p.name for p in storage.iterdir() if p.is_file()] == ["shared.json"]
+    assert sorted(p.name for p in storage.iterdir()) == [".locks", "shared"]
+    assert sorted(p.name for p in (storage / "shared").iterdir()) == ["state.json"]
 
 
 HOLDER = """

@@ -14,11 +14,9 @@ from pathlib import Path
 from elasticcluster import __version__
 from elasticcluster.cli import lifecycle, logsetup, reports
 from elasticcluster.exceptions import ElasticClusterError
+from elasticcluster.paths import DEFAULT_CONFIG, DEFAULT_STORAGE
 
 log = logging.getLogger("elasticcluster")
-
-DEFAULT_CONFIG = "~/.elasticcluster/config"
-DEFAULT_STORAGE = "~/.elasticcluster/storage"
 
 
 def build_parser() -> argparse.ArgumentParser:

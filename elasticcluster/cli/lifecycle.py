@@ -6,23 +6,18 @@ setup, ssh and sftp.
 from __future__ import annotations
 
 import argparse
-import re
 
 from elasticcluster.cli import commands
-
-_COUNT = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z0-9][A-Za-z0-9_-]*)\s*$")
+from elasticcluster.cluster import parse_node_counts
+from elasticcluster.exceptions import UsageError
 
 
 def node_counts(text: str) -> dict[str, int]:
-    """Parse ``N1:KIND1[,N2:KIND2,...]`` (``--nodes``, ``-a``, ``-r``)."""
-    counts: dict[str, int] = {}
-    for part in text.split(","):
-        match = _COUNT.match(part)
-        if not match:
-            raise argparse.ArgumentTypeError(
-                f"'{part.strip()}' is not N:KIND (expected e.g. 10:compute or 1:frontend,4:compute)")
-        counts[match.group(2)] = counts.get(match.group(2), 0) + int(match.group(1))
-    return counts
+    """Parse ``N1:KIND1[,N2:KIND2,...]`` (``--nodes``, ``-a``, ``-r``) for argparse."""
+    try:
+        return parse_node_counts(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(subparsers, common) -> None:

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import shlex
 
-from elasticcluster.cli import render
-from elasticcluster.exceptions import ConfigurationError, UsageError
+from elasticcluster.cli import render, session
+from elasticcluster.exceptions import ConfigurationError
 
 log = logging.getLogger("elasticcluster")
 
@@ -31,19 +30,8 @@ def register(subparsers, common) -> None:
     p.set_defaults(func=list_nodes)
 
 
-def ensure_config(args) -> None:
-    """First run: deploy the commented template config to the default path (seed 4.2)."""
-    if not args.default_config:
-        return
-    from elasticcluster.config.reader import deploy_default_config
-
-    if deploy_default_config(args.config_path):
-        log.warning("Deploying default configuration file to %s; edit it to add your clouds "
-                    "(its local-* templates need no cloud account)", args.config_path)
-
-
 def list_templates(args) -> int:
-    ensure_config(args)
+    session.ensure_config(args)
     from elasticcluster.template_cache import template_report
 
     report = template_report(args.config_path)
@@ -66,14 +54,8 @@ def list_templates(args) -> int:
     return 0
 
 
-def _repository(args):
-    from elasticcluster.repository import DiskRepository
-
-    return DiskRepository(args.storage_path)
-
-
 def list_clusters(args) -> int:
-    clusters, unreadable = _repository(args).load_all()
+    clusters, unreadable = session.repository(args).load_all()
     rows = [{"name": c.name, "template": c.template, "cloud": c.cloud, "provider": c.provider,
              "nodes": c.node_counts()} for c in clusters]
     if args.json:
@@ -87,17 +69,13 @@ def list_clusters(args) -> int:
 
 
 def list_nodes(args) -> int:
-    from elasticcluster.cluster import check_cluster_name
-
-    try:
-        check_cluster_name(args.cluster)
-    except ValueError as err:
-        raise UsageError(f"list-nodes: {err}") from None
-    cluster = _repository(args).get(args.cluster)
     if args.update:
-        from elasticcluster.cli.commands import refresh
+        from elasticcluster import operations
 
-        refresh(args, cluster)
+        cluster = session.configurator(args).load_cluster(args.cluster)
+        operations.refresh(cluster, events=session.events(args))
+    else:
+        cluster = session.repository(args).get(args.cluster)
     try:
         frontend = cluster.get_frontend_node().name
     except Exception:  # a cluster with no nodes left still lists
@@ -115,15 +93,5 @@ def list_nodes(args) -> int:
     by_kind: dict[str, list] = {}
     for node in nodes:
         by_kind.setdefault(node["kind"], []).append(node)
-    render.print_cluster_nodes({**info, "nodes_by_kind": by_kind}, _command_prefix(args))
+    render.print_cluster_nodes({**info, "nodes_by_kind": by_kind}, session.command_prefix(args))
     return 0
-
-
-def _command_prefix(args) -> str:
-    """``elasticcluster`` plus the -c/-s options the user gave, for copy-paste hints."""
-    words = ["elasticcluster"]
-    if not args.default_config:
-        words += ["-c", str(args.config)]
-    if args.storage != "~/.elasticcluster/storage":
-        words += ["-s", str(args.storage)]
-    return shlex.join(words)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from elasticcluster import cloud_catalog
 from elasticcluster.config import schema
-from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, RawConfig, Section, read_config
+from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, Location, RawConfig, Section, read_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
 
 log = logging.getLogger("elasticcluster")
@@ -86,6 +86,16 @@ class ClusterTemplate:
             minimum = count if spec.min_count == spec.count else min(spec.min_count, count)
             kinds[kind] = replace(spec, count=count, min_count=minimum)
         return replace(self, kinds=kinds)
+
+    def add_nodes(self, cluster, kind: str, count: int) -> list:
+        """Add ``count`` new nodes of ``kind`` to ``cluster`` (a ``Cluster``), configured as this
+        template says: the one place where a node kind becomes nodes."""
+        spec = self.kinds[kind]
+        extra = dict(spec.extra)
+        image_user = extra.pop("image_user", None) or self.logins[spec.login]["image_user"]
+        return cluster.add_nodes(kind, count, spec.image_id, image_user, spec.flavor, spec.security_group,
+                                 spec.image_userdata, network_ids=list(spec.network_ids), login=spec.login,
+                                 **extra)
 
     def summary(self) -> dict:
         """What ``list-templates`` shows (no secrets)."""
@@ -156,6 +166,16 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
     """Read, check and link the configuration at ``path`` (and ``path.d/``)."""
     raw = read_config(Path(path).expanduser())
     return _Linker(raw, Path(path).expanduser()).link()
+
+
+def cloud_section(name: str, values: dict[str, object], where: str = "<python>") -> CloudSpec:
+    """A ``[cloud/NAME]`` section given as keys and values (the Python API), checked exactly
+    as one read from a file; raises ConfigurationError naming each problem."""
+    section = Section("cloud", name, Location(where), {k: str(v) for k, v in values.items() if v is not None})
+    checked, family = _Linker(RawConfig([], {}), Path(where))._check_cloud(section)
+    if checked.problems:
+        raise ConfigurationError(f"[cloud/{name}] has errors", checked.problems)
+    return CloudSpec(name, checked.values.get("provider", ""), family, checked.values, [])
 
 
 def _declared_kinds(values: dict) -> set[str]:

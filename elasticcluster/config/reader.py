@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elasticcluster.exceptions import ConfigurationError
+from elasticcluster.paths import DEFAULT_CONFIG
+from elasticcluster.redact import SECRET_KEY_NAME
 
 log = logging.getLogger("elasticcluster")
 
-DEFAULT_CONFIG_PATH = Path("~/.elasticcluster/config")
+DEFAULT_CONFIG_PATH = Path(DEFAULT_CONFIG)
 
 SECTION_TYPES = ("cloud", "login", "setup", "cluster")
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]")
@@ -326,10 +328,6 @@ def _expand(section: Section, key: str, defaults: dict[str, str], depth: int) ->
     return value
 
 
-#: same names as ``cloud_catalog.CloudFamily.is_secret`` uses for pass-through providers
-_SECRET_KEY = re.compile(r"(^key$|secret|password|passwd|token|credential)", re.I)
-
-
 def _warn_if_exposed(file: Path, text: str) -> None:
     """Warn when a file that others can read writes a secret in clear."""
     try:
@@ -341,7 +339,7 @@ def _warn_if_exposed(file: Path, text: str) -> None:
     keys = []
     for line in text.splitlines():
         match = _KEY.match(line)
-        if match and _SECRET_KEY.search(match.group(1)):
+        if match and SECRET_KEY_NAME.search(match.group(1)):
             value = line.split("=", 1)[1].strip()
             if value and not value.startswith("${") and "REPLACE" not in value:
                 keys.append(match.group(1))

@@ -96,7 +96,7 @@ def test_cluster_commands_on_an_unknown_cluster(cli, tmp_path, argv, message):
     storage = tmp_path / "storage"
     Cluster("alpha", repository=DiskRepository(storage)).save()
     before = sorted(p.name for p in storage.iterdir())
-    state = (storage / "alpha.json").read_bytes()
+    state = (storage / "alpha" / "state.json").read_bytes()
     result = cli("-s", str(storage), *argv, input="")
     assert result.returncode == 2, result.output
     assert message in result.stderr
@@ -104,7 +104,7 @@ def test_cluster_commands_on_an_unknown_cluster(cli, tmp_path, argv, message):
         assert "stored clusters: alpha" in result.stderr
     assert "Traceback" not in result.output
     assert sorted(p.name for p in storage.iterdir()) == before
-    assert (storage / "alpha.json").read_bytes() == state
+    assert (storage / "alpha" / "state.json").read_bytes() == state
 
 
 def test_no_subcommand_is_a_usage_error(cli):

@@ -157,7 +157,8 @@ CORRUPT = {
 
 @pytest.mark.parametrize("kind", sorted(CORRUPT))
 def test_list_reports_a_corrupt_file_and_lists_the_others(cli, storage, stored, kind):
-    bad = storage / "bad.json"
+    bad = storage / "bad" / "state.json"
+    bad.parent.mkdir()
     bad.write_bytes(CORRUPT[kind])
 
     result = cli("-s", str(storage), "list")
@@ -191,8 +192,8 @@ def test_list_reports_a_corrupt_file_and_lists_the_others(cli, storage, stored, 
 
 def test_directory_in_place_of_a_state_file(cli, storage, stored):
     # the tests run as root, which reads mode-000 files: a directory cannot be read by anyone
-    bad = storage / "bad.json"
-    bad.mkdir()
+    bad = storage / "bad" / "state.json"
+    bad.mkdir(parents=True)
     result = cli("-s", str(storage), "list")
     assert result.returncode == 2
     assert "\nalpha\n" in result.stdout and "\nbeta\n" in result.stdout
@@ -205,7 +206,8 @@ def test_directory_in_place_of_a_state_file(cli, storage, stored):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files; see test_directory_in_place_of_a_state_file")
 def test_mode_000_state_file(cli, storage, stored):
-    bad = storage / "bad.json"
+    bad = storage / "bad" / "state.json"
+    bad.parent.mkdir()
     bad.write_text("{}")
     bad.chmod(0)
     result = cli("-s", str(storage), "list")

@@ -17,7 +17,7 @@ from tests.cloud.fault_proxy import Rule
 
 
 def _state(ec, name: str) -> dict:
-    return json.loads((ec.storage / f"{name}.json").read_text())["cluster"]
+    return json.loads((ec.storage / name / "state.json").read_text())["cluster"]
 
 
 def _node_names(state: dict) -> list[str]:
@@ -44,7 +44,7 @@ def test_full_lifecycle(moto, ec, ssh_key):
     assert _node_names(state) == ["compute001", "compute002", "frontend001"]
     ids = {n["instance_id"] for nodes in state["nodes"].values() for n in nodes}
     assert ids == {i["InstanceId"] for i in alive}
-    assert oct((ec.storage / "slurm.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((ec.storage / "slurm" / "state.json").stat().st_mode & 0o777) == "0o600"
 
     # list-nodes -u sees a node stopped behind our back
     victim = state["nodes"]["compute"][0]["instance_id"]
@@ -71,7 +71,7 @@ def test_full_lifecycle(moto, ec, ssh_key):
 
     # remove-node forgets the node's host key (a later node may get its address);
     # the setup it runs afterwards is tested on local nodes (test_playbook_slurm)
-    known_hosts = ec.storage / "slurm.known_hosts"
+    known_hosts = ec.storage / "slurm" / "known_hosts"
     assert "compute002" in known_hosts.read_text()
     result = ec("remove-node", "slurm", "compute002", "--yes")
     assert result.returncode == 0, result.output
@@ -82,7 +82,7 @@ def test_full_lifecycle(moto, ec, ssh_key):
     result = ec("stop", "slurm", "--yes", "--wait")
     assert result.returncode == 0, result.output
     assert moto.instances("slurm") == []
-    assert not (ec.storage / "slurm.json").exists()
+    assert not (ec.storage / "slurm").exists()
     assert SECRET not in result.output
 
 
@@ -108,7 +108,7 @@ def test_key_pair_of_the_same_name_with_another_key_is_refused(moto, ec, ssh_key
     assert "already exists on the cloud with another key" in result.stderr
     assert "Traceback" not in result.output
     assert moto.instances() == []
-    assert not (ec.storage / "slurm.json").exists()  # nothing created, nothing to remember
+    assert not (ec.storage / "slurm").exists()  # nothing created, nothing to remember
 
 
 def test_the_same_key_already_imported_is_used(moto, ec, ssh_key):
@@ -181,7 +181,7 @@ def test_quota_below_min_nodes_fails_and_stop_cleans(moto, proxy, ec, ssh_key):
 def test_stop_terminates_instances_the_state_file_lost(moto, ec, ssh_key):
     ec.write(ec2_config(moto.url, moto.image_id, ssh_key, compute=3))
     assert ec("start", "slurm").returncode == 0
-    path = ec.storage / "slurm.json"
+    path = ec.storage / "slurm" / "state.json"
     data = json.loads(path.read_text())
     data["cluster"]["nodes"]["compute"] = data["cluster"]["nodes"]["compute"][:1]
     path.write_text(json.dumps(data))
@@ -254,7 +254,7 @@ def test_sigkill_at_any_point_leaves_nothing_that_stop_cannot_find(moto, proxy, 
         time.sleep(point)
         proc.kill()
         proc.communicate()
-        if (ec.storage / f"{name}.json").exists():
+        if (ec.storage / name / "state.json").exists():
             result = ec("stop", name, "--force", "--yes")
             assert result.returncode == 0, result.output
             assert "Traceback" not in result.output

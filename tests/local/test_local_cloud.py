@@ -67,7 +67,7 @@ def test_local_cluster_lifecycle(local):
     assert local("stop", "lc1", "--yes").returncode == 0
     assert containers_of(local.docker, "lc1") == []
     assert local.docker.networks.list(names=["elasticcluster-lc1"]) == []
-    assert not (local.storage / "lc1.json").exists()
+    assert not (local.storage / "lc1").exists()
 
 
 def test_two_clusters_do_not_see_each_other(local):
@@ -94,7 +94,7 @@ def test_sigkill_during_start_then_stop_force_leaves_no_container(local):
         time.sleep(0.4 + rng.uniform(0, 1.2))
         proc.kill()
         proc.communicate()
-        if (local.storage / f"{name}.json").exists():
+        if (local.storage / name / "state.json").exists():
             result = local("stop", name, "--force", "--yes")
             assert result.returncode == 0, result.output
         assert containers_of(local.docker, name) == [], f"{name}: containers left after stop --force"

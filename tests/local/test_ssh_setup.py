@@ -58,7 +58,7 @@ def cluster(local, home):
 
 
 def storage_state(local, name: str) -> dict:
-    return json.loads((local.storage / f"{name}.json").read_text())
+    return json.loads((local.storage / name / "state.json").read_text())
 
 
 def test_start_runs_setup_and_ssh_reaches_every_node(local, cluster):
@@ -80,10 +80,10 @@ def test_start_runs_setup_and_ssh_reaches_every_node(local, cluster):
     result = local("-v", "setup", name, "--", "--tags", "master")
     assert result.returncode == 0, result.output
     assert "Write what Ansible knows" not in result.output and "changed=0" in result.output
-    known_hosts = local.storage / f"{name}.known_hosts"
+    known_hosts = local.storage / name / "known_hosts"
     assert known_hosts.stat().st_mode & 0o777 == 0o600
     assert len(known_hosts.read_text().splitlines()) == 3
-    inventory = local.storage / f"{name}.inventory.json"
+    inventory = local.storage / name / "inventory.json"
     assert inventory.stat().st_mode & 0o777 == 0o600
     assert local("stop", name, "--yes").returncode == 0
     assert not known_hosts.exists() and not inventory.exists()
@@ -105,7 +105,7 @@ def test_inventory_parses_with_ansible_inventory(local, cluster):
     name = cluster("inv1", "--no-setup")
     # --no-setup still waits for SSH; the inventory is written by setup
     assert local("setup", name).returncode == 0
-    inventory = local.storage / f"{name}.inventory.json"
+    inventory = local.storage / name / "inventory.json"
     ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
     listed = json.loads(subprocess.run([str(ansible_inventory), "--list", "-i", str(inventory)],
                                        capture_output=True, text=True, check=True).stdout)
@@ -120,7 +120,7 @@ def test_inventory_parses_with_ansible_inventory(local, cluster):
         assert variables["ansible_become"] is True and variables["ansible_become_user"] == "root"
         assert variables["site_name"] == "testsite"
         assert variables["ansible_ssh_private_key_file"].endswith("local_ed25519")
-        assert f"UserKnownHostsFile={local.storage / (name + '.known_hosts')}" in \
+        assert f"UserKnownHostsFile={local.storage / name / 'known_hosts'}" in \
             variables["ansible_ssh_common_args"]
         assert "StrictHostKeyChecking=yes" in variables["ansible_ssh_common_args"]
         assert variables.get("color") == ("blue" if host.startswith("compute") else None)
@@ -151,7 +151,7 @@ def test_changed_host_key_is_refused(local, cluster):
 
 def test_nodes_with_only_private_addresses_go_through_the_frontend(local, cluster):
     name = cluster("jump1", "--no-setup")
-    path = local.storage / f"{name}.json"
+    path = local.storage / name / "state.json"
     data = json.loads(path.read_text())
     frontend_ip = data["cluster"]["nodes"]["frontend"][0]["public_ips"][0]
     for node in data["cluster"]["nodes"]["compute"]:
@@ -180,7 +180,7 @@ def test_setup_failure_names_host_task_and_message(local, cluster, home):
     assert "compute001: task 'Fail on request' failed: failing on purpose on compute001" in result.stderr
     assert "frontend001" not in result.stderr.split("failed:\n", 1)[-1].split("Fix it")[0]
     assert "Traceback" not in result.output
-    assert (local.storage / "fail1.json").exists()  # the nodes are kept; stop cleans them
+    assert (local.storage / "fail1" / "state.json").exists()  # the nodes are kept; stop cleans them
     assert local("stop", "fail1", "--yes").returncode == 0
     assert containers_of(local.docker, "fail1") == []
 

@@ -1,6 +1,8 @@
 """Ansible callback: one JSON line per play, task and host result, for elasticcluster's progress.
 
 Writes to the file descriptor named by ELASTICCLUSTER_EVENTS_FD; does nothing without it.
+A play is told of when its first task starts: ``site.yml`` has a play per service, and
+those that match no host of this cluster run no task, so they are not shown.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class CallbackModule(CallbackBase):
         fd = os.environ.get("ELASTICCLUSTER_EVENTS_FD")
         self._out = os.fdopen(int(fd), "w", buffering=1) if fd else None
         self._task = None
+        self._play = None
 
     def _emit(self, **event):
         if self._out is None:
@@ -40,13 +43,20 @@ class CallbackModule(CallbackBase):
             self._out = None
 
     def v2_playbook_on_play_start(self, play):
-        self._emit(event="play", name=play.get_name().strip())
+        self._play = play.get_name().strip()
+
+    def _play_started(self):
+        if self._play is not None:
+            self._emit(event="play", name=self._play)
+            self._play = None
 
     def v2_playbook_on_task_start(self, task, is_conditional):
+        self._play_started()
         self._task = task.get_name().strip()
         self._emit(event="task", name=self._task)
 
     def v2_playbook_on_handler_task_start(self, task):
+        self._play_started()
         self._task = task.get_name().strip()
         self._emit(event="task", name=self._task, handler=True)
 

@@ -1,0 +1,445 @@
+"""The cluster operations: the one path that the CLI, the Python API and any automation share.
+
+``launch`` (start a cluster from a template, or resume an interrupted
+start), ``start``, ``stop``, ``resize``, ``remove_node``, ``pause``,
+``resume``, ``setup`` and ``refresh``. Each takes a cluster (made or loaded
+by ``Configurator``, which gives it its cloud provider, setup provider and
+template) and options; holds the cluster's lock while it changes it,
+re-reading the cluster once it holds it; writes state ahead of every cloud
+call (``lifecycle``); reports progress through ``Events`` callbacks; and
+raises the project's exceptions (``exceptions``). Nothing here prints or
+reads a terminal: the CLI gives its own callbacks.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from elasticcluster import cluster as model
+from elasticcluster import lifecycle
+from elasticcluster.cluster import Cluster, Node, check_cluster_name
+from elasticcluster.exceptions import (
+    Cancelled,
+    CloudError,
+    ClusterChanged,
+    ClusterExists,
+    ClusterNotFound,
+    ElasticClusterError,
+    Interrupted,
+    SetupFailed,
+    UsageError,
+)
+from elasticcluster.tags import TAG_CLUSTER
+
+log = logging.getLogger("elasticcluster")
+
+
+def _log_progress(message: str) -> None:
+    log.info("%s", message)
+
+
+def _always(question: str) -> bool:
+    return True
+
+
+@dataclass
+class Events:
+    """How an operation talks to whoever runs it (every callback is optional).
+
+    ``progress``: one line of progress ("created compute001 (i-0abc)").
+    ``confirm``: asked before a destructive step (terminating nodes, pausing);
+    False cancels the operation before anything changes. The API's default
+    answers yes: calling ``stop`` is the decision.
+    ``setup_listener``: given the node names, returns a ``playbook.Listener``
+    that is told of the setup's plays, tasks and results.
+    ``ansible_verbosity``: 0 keeps Ansible's own output in the cluster's
+    ``ansible.log``; 1 or more shows it (``-v`` more for each step above 1).
+    """
+
+    progress: Callable[[str], None] = _log_progress
+    confirm: Callable[[str], bool] = _always
+    setup_listener: Callable[[list[str]], object] | None = None
+    ansible_verbosity: int = 0
+
+
+# -- start ----------------------------------------------------------------------------
+
+
+def launch(configurator, template: str, name: str | None = None, node_counts: dict[str, int] | None = None,
+           *, setup: bool = True, max_workers: int | None = None, events: Events | None = None) -> Cluster:
+    """``elasticcluster start``: a new cluster from ``template`` (named ``name``, default the
+    template's), or the rest of a cluster of that name whose start was interrupted."""
+    events = events or Events()
+    name = check_cluster_name(template if name is None else name)
+    spec = configurator.config.template(template)  # a bad template or --nodes: nothing is written
+    if node_counts:
+        spec.with_node_counts(node_counts)
+    with configurator.repository.lock(name):
+        try:
+            cluster = configurator.create_cluster(template, name, node_counts=node_counts)
+        except ClusterExists:
+            cluster = configurator.load_cluster(name)
+            if cluster.extra.get("started") or cluster.template != template:
+                raise
+            log.warning("cluster '%s' was interrupted while starting: resuming it", name)
+        start(cluster, setup=setup, max_workers=max_workers, events=events)
+    return cluster
+
+
+def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = None,
+          min_nodes: dict[str, int] | None = None, events: Events | None = None) -> None:
+    """Create the nodes not created yet, wait until every node runs and accepts SSH, then
+    (``setup``) set the cluster up. Run again after an interruption, it goes on where it
+    stopped: instances already made are found by tag or client token, never made twice."""
+    events = events or Events()
+    provider = _cloud(cluster)
+    if setup:
+        _setup_provider(cluster)
+    with _changing(cluster, events, stored=False):
+        if min_nodes:
+            cluster.extra["min_nodes"] = dict(min_nodes)
+        if not cluster.get_all_nodes():
+            raise UsageError(f"cluster '{cluster.name}' has no nodes to start")
+        cluster.extra.setdefault("started", False)
+        cluster.save()
+        try:
+            lifecycle.refresh(provider, cluster)
+            todo = [n for n in cluster.get_all_nodes() if not n.instance_id]
+            # nodes created by an interrupted start that were never seen to accept SSH
+            unseen = [n for n in cluster.get_all_nodes() if n.instance_id and not n.extra.get("ssh_host_key")]
+            _create(cluster, provider, todo, max_workers, events, waiting=unseen)
+        except ElasticClusterError as err:
+            _after_failed_start(cluster, provider, err)
+            raise
+        cluster.extra["started"] = True
+        cluster.save()
+        if setup:
+            _run_setup(cluster, (), events)
+
+
+def _after_failed_start(cluster: Cluster, provider, err: ElasticClusterError) -> None:
+    """Forget a cluster that has nothing on the cloud (asked once more, by tag); otherwise
+    say how to go on."""
+    if isinstance(err, Interrupted):
+        return
+    if not cluster.extra.get("started") and not any(n.instance_id for n in cluster.get_all_nodes()):
+        try:
+            lifecycle.refresh(provider, cluster)  # a create call whose answer was lost
+        except ElasticClusterError:
+            pass
+        else:
+            if not any(n.instance_id for n in cluster.get_all_nodes()):
+                cluster.repository.delete(cluster)
+                return
+            cluster.save()
+    err.args = (f"{err}\nThe nodes created are recorded: run `elasticcluster start {cluster.template} "
+                f"-n {cluster.name}` to try again, or `elasticcluster stop {cluster.name}`",)
+
+
+def _create(cluster: Cluster, provider, nodes: list[Node], max_workers: int | None, events: Events,
+            waiting: list[Node] = ()) -> None:
+    """Create ``nodes`` (the frontend kind first), wait until they and ``waiting`` run and
+    accept SSH (``lifecycle.provision``)."""
+    from elasticcluster.ssh_keys import ensure_key_pair, read_public_key
+
+    if not nodes and not waiting:
+        return
+    if ensure_key_pair(cluster.user_key_private, cluster.user_key_public):
+        log.warning("made a new SSH key pair for elasticcluster: %s", cluster.user_key_private)
+    nodes = sorted(nodes, key=lambda n: (n.kind != cluster.ssh_to, n.kind, n.name))
+    lifecycle.provision(provider, cluster, nodes, public_key=read_public_key(cluster.user_key_public),
+                        max_workers=max_workers or int(_setting(cluster, "thread_pool_max_size", 10)),
+                        startup_timeout=float(_setting(cluster, "startup_timeout", cluster.startup_timeout)),
+                        ssh_probe_timeout=float(_setting(cluster, "ssh_probe_timeout", 5)),
+                        floating_ip=bool(provider.cloud.get("request_floating_ip")),
+                        progress=lifecycle.Progress(event=events.progress), waiting=list(waiting))
+
+
+# -- stop -----------------------------------------------------------------------------
+
+
+def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, events: Events | None = None) -> None:
+    """Terminate every node, and any instance the cloud tags as this cluster's, then forget
+    the cluster. ``force`` carries on past errors and forgets the cluster anyway."""
+    events = events or Events()
+    try:
+        provider, problem = _cloud(cluster), None
+    except ElasticClusterError as err:  # e.g. its cloud section is gone from the configuration
+        if not force:
+            raise
+        provider, problem = None, err
+    question = (f"Do you want to stop cluster '{cluster.name}' and terminate its "
+                f"{len(cluster.get_all_nodes())} node(s)?")
+    with _changing(cluster, events, question):
+        try:
+            if problem is not None:
+                raise problem
+            outcome = lifecycle.terminate_instances(provider, cluster, force=force)
+        except ElasticClusterError as err:
+            if not force:
+                raise
+            ids = [n.instance_id for n in cluster.get_all_nodes() if n.instance_id]
+            cluster.repository.delete(cluster)
+            raise CloudError(
+                f"{err}\n--force: forgot cluster '{cluster.name}' although its instances could not be "
+                f"terminated: {', '.join(ids) or 'none recorded'} (they are tagged "
+                f"{TAG_CLUSTER}={cluster.name} on the cloud)") from err
+        if outcome.failed:
+            message = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
+            if not force:
+                for node in outcome.done:
+                    if node in cluster.get_all_nodes():
+                        cluster.remove_node(node)
+                cluster.save()
+                raise CloudError(f"could not terminate every node of '{cluster.name}' ({message}); "
+                                 "the state file keeps them: run stop again, or add --force")
+            log.warning("--force: carrying on past: %s", message)
+        if wait and not lifecycle.wait_terminated(provider, cluster):
+            log.warning("some instances of '%s' are still shutting down", cluster.name)
+        if cluster.setup_provider is not None and hasattr(cluster.setup_provider, "cleanup"):
+            cluster.setup_provider.cleanup(cluster)
+        cluster.repository.delete(cluster)
+    events.progress(f"Cluster '{cluster.name}' stopped.")
+
+
+# -- resize and remove-node ---------------------------------------------------------------
+
+
+def resize(cluster: Cluster, *, add: dict[str, int] | None = None, remove: dict[str, int] | None = None,
+           setup: bool = True, max_workers: int | None = None, events: Events | None = None) -> None:
+    """Remove nodes (the newest of each kind first), add nodes, then set the cluster up again
+    (unless not ``setup``), so that every node knows of the change."""
+    events = events or Events()
+    add, remove = dict(add or {}), dict(remove or {})
+    if not any(add.values()) and not any(remove.values()):
+        raise UsageError("resize: nothing to do; give nodes to add (-a N:KIND) and/or to remove "
+                         "(-r N:KIND)")
+    for kind in add:
+        _check_kind(cluster, kind, add[kind])
+    provider = _cloud(cluster)
+    if setup:
+        _setup_provider(cluster)
+    chosen = _nodes_to_remove(cluster, remove)
+    question = (f"Remove {', '.join(n.name for n in chosen)} from cluster '{cluster.name}'? "
+                "Jobs running on them are lost.") if chosen else None
+    with _changing(cluster, events, question):
+        removing = _nodes_to_remove(cluster, remove)
+        if [n.name for n in removing] != [n.name for n in chosen]:
+            raise ClusterChanged(f"cluster '{cluster.name}' changed while you were asked; nothing was "
+                                 "done: run the command again")
+        if removing:
+            _remove(provider, cluster, removing)
+        added = []
+        for kind, count in add.items():
+            added += _add_nodes(cluster, kind, count)
+        if added:
+            cluster.save()
+            _create(cluster, provider, added, max_workers, events)
+        if setup:
+            _run_setup(cluster, (), events)
+    events.progress(f"Cluster '{cluster.name}' now has: "
+                    + (", ".join(f"{n} {k}" for k, n in cluster.node_counts().items()) or "no nodes"))
+
+
+def remove_node(cluster: Cluster, node_name: str, *, setup: bool = True,
+                events: Events | None = None) -> None:
+    """Terminate one node and forget it, then set the others up again so that they forget it
+    too (``/etc/hosts``, the scheduler's node list)."""
+    events = events or Events()
+    provider = _cloud(cluster)
+    if setup:
+        _setup_provider(cluster)
+    node = cluster.get_node_by_name(node_name)
+    question = (f"Remove node {node.name} ({node.instance_id or 'no instance'}) from cluster "
+                f"'{cluster.name}'?")
+    with _changing(cluster, events, question):
+        node = cluster.get_node_by_name(node_name)
+        _remove(provider, cluster, [node])
+        events.progress(f"Node {node_name} removed from cluster '{cluster.name}'.")
+        if setup:
+            _run_setup(cluster, (), events)
+
+
+def _check_kind(cluster: Cluster, kind: str, count: int) -> None:
+    spec = cluster.template_spec
+    if spec is not None and kind not in spec.kinds:
+        raise UsageError(f"resize -a {count}:{kind}: template '{spec.name}' has no node kind "
+                         f"'{kind}'; its kinds are: {', '.join(sorted(spec.kinds))}")
+    if spec is None and not cluster.nodes.get(kind):
+        raise UsageError(f"resize -a {count}:{kind}: cluster '{cluster.name}' has no template to "
+                         f"make {kind} nodes from (load it with Configurator.load_cluster)")
+
+
+def _add_nodes(cluster: Cluster, kind: str, count: int) -> list[Node]:
+    """New nodes of ``kind``, as the cluster's template makes them (else like its last one)."""
+    if cluster.template_spec is not None:
+        return cluster.template_spec.add_nodes(cluster, kind, count)
+    like = cluster.nodes[kind][-1]
+    return cluster.add_nodes(kind, count, like.image_id, like.image_user, like.flavor, like.security_group,
+                             like.image_userdata, network_ids=list(like.network_ids), login=like.login,
+                             **{k: v for k, v in like.extra.items() if k.startswith("ex_")})
+
+
+def _nodes_to_remove(cluster: Cluster, counts: dict[str, int]) -> list[Node]:
+    chosen = []
+    for kind, count in counts.items():
+        nodes = cluster.nodes.get(kind, [])
+        if count > len(nodes):
+            raise UsageError(f"resize -r {count}:{kind}: cluster '{cluster.name}' has "
+                             f"{len(nodes)} {kind} node(s)")
+        if count:
+            chosen += sorted(nodes, key=lambda n: n.name)[len(nodes) - count:]
+    return chosen
+
+
+def _remove(provider, cluster: Cluster, nodes: list[Node]) -> None:
+    from elasticcluster import ssh
+
+    outcome = lifecycle.terminate_instances(provider, cluster, nodes, lost=False)
+    for node in outcome.done:
+        cluster.remove_node(node)
+    cluster.save()
+    # a later node may get a removed node's address: its old host key must go
+    if outcome.done:
+        ssh.write_known_hosts(cluster)
+    if outcome.failed:
+        raise CloudError("could not terminate: " + "; ".join(f"{n}: {w}" for n, w in outcome.failed.items()))
+
+
+# -- pause and resume -----------------------------------------------------------------------
+
+
+def pause(cluster: Cluster, *, events: Events | None = None) -> None:
+    """Stop every node without terminating it (its disk is kept)."""
+    events = events or Events()
+    provider = _cloud(cluster)
+    with _changing(cluster, events, f"Pause cluster '{cluster.name}' (stop its nodes; disks are kept)?"):
+        outcome = lifecycle.stop_instances(provider, cluster)
+        _fail_on(outcome, cluster, "pause")
+    events.progress(f"Cluster '{cluster.name}' paused.")
+
+
+def resume(cluster: Cluster, *, events: Events | None = None) -> None:
+    """Start the nodes of a paused cluster again; wait until they run and accept SSH (with the
+    host keys recorded at first contact: addresses may have changed, keys may not)."""
+    from elasticcluster import ssh
+
+    events = events or Events()
+    provider = _cloud(cluster)
+    with _changing(cluster, events):
+        outcome = lifecycle.start_instances(provider, cluster)
+        timeout = float(_setting(cluster, "startup_timeout", cluster.startup_timeout))
+        late = lifecycle.wait_instances(provider, cluster, outcome.done, timeout=timeout,
+                                        progress=lifecycle.Progress(event=events.progress))
+        for node in late:
+            outcome.failed[node.name] = "not running in time"
+        _fail_on(outcome, cluster, "resume")
+        ssh.write_known_hosts(cluster)
+        lifecycle.wait_ssh(provider, cluster, outcome.done, probe_timeout=float(
+            _setting(cluster, "ssh_probe_timeout", 5)), timeout=timeout,
+            progress=lifecycle.Progress(event=events.progress), drop=False)
+    events.progress(f"Cluster '{cluster.name}' resumed.")
+
+
+def _fail_on(outcome, cluster: Cluster, verb: str) -> None:
+    if outcome.failed:
+        raise CloudError(f"could not {verb} every node of '{cluster.name}': " + "; ".join(
+            f"{n}: {w}" for n, w in outcome.failed.items()))
+
+
+# -- setup and refresh ------------------------------------------------------------------------
+
+
+def setup(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None = None) -> None:
+    """Run the setup (the template's playbook) on every node; idempotent. SetupFailed names
+    each failed host, its task and the message."""
+    events = events or Events()
+    _setup_provider(cluster)
+    with _changing(cluster, events):
+        _run_setup(cluster, extra_args, events)
+    events.progress(f"Cluster '{cluster.name}' is set up.")
+
+
+def setup_succeeds(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None = None) -> bool:
+    """``setup`` as the seed's ``Cluster.setup()``: True on success, False (logged) on a failed setup."""
+    try:
+        setup(cluster, extra_args=extra_args, events=events)
+    except SetupFailed as err:
+        log.error("%s", err)
+        return False
+    return True
+
+
+def _setup_provider(cluster: Cluster):
+    if cluster.setup_provider is None:
+        raise ElasticClusterError(f"cluster '{cluster.name}' has no setup provider: load it with "
+                                  "Configurator.load_cluster, or give Cluster() a setup_provider")
+    return cluster.setup_provider
+
+
+def _run_setup(cluster: Cluster, extra_args, events: Events) -> None:
+    provider = _setup_provider(cluster)
+    if not hasattr(provider, "run_setup"):  # a setup provider of the seed's contract
+        if not provider.setup_cluster(cluster):
+            raise SetupFailed(f"setup of cluster '{cluster.name}' failed")
+        return
+    listener = events.setup_listener([n.name for n in cluster.get_all_nodes()]) \
+        if events.setup_listener else None
+    run = provider.run_setup(cluster, extra_args=list(extra_args), verbosity=events.ansible_verbosity,
+                             listener=listener)
+    if run.returncode != 0:
+        report = provider.failure_report(run) or f"ansible-playbook exited with status {run.returncode}"
+        where = f"; Ansible's output: {run.log_path}" if run.log_path else ""
+        raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
+                          + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
+
+
+def refresh(cluster: Cluster, *, events: Events | None = None) -> None:
+    """States and addresses of the nodes from the cloud, saved (``list-nodes -u``)."""
+    provider = _cloud(cluster)
+    with _changing(cluster, events or Events()):
+        lifecycle.refresh(provider, cluster)
+        cluster.save()
+
+
+# -- shared steps -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _changing(cluster: Cluster, events: Events, question: str | None = None, *, stored: bool = True):
+    """Ask ``question`` (if any), then hold the cluster's lock and re-read it from its
+    repository: what another command saved meanwhile is not lost or undone."""
+    if question is not None and not events.confirm(question):
+        raise Cancelled("cancelled: nothing was changed")
+    with cluster.repository.lock(cluster.name):
+        try:
+            current = cluster.repository.get(cluster.name)
+        except ClusterNotFound:
+            if stored:
+                raise
+        else:
+            if current is not cluster:
+                cluster.load_state(current)
+        yield
+
+
+def _cloud(cluster: Cluster):
+    """The cluster's cloud provider, scoped to its name (its tags, its instance names)."""
+    provider = cluster.cloud_provider
+    if provider is None:
+        raise ElasticClusterError(f"cluster '{cluster.name}' has no cloud provider: load it with "
+                                  "Configurator.load_cluster, or give Cluster() a cloud_provider")
+    return provider.for_cluster(cluster.name)
+
+
+def _setting(cluster: Cluster, key: str, default):
+    """A setting of the cluster's template section (startup_timeout, ...), else ``default``."""
+    spec = cluster.template_spec
+    value = spec.cluster.get(key) if spec is not None else None
+    return default if value is None else value
+
+
+model.use_operations(sys.modules[__name__])
