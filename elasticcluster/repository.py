@@ -80,7 +80,13 @@ class DiskRepository(AbstractClusterRepository):
             known = ", ".join(self._names()) or "none"
             raise ClusterNotFound(
                 f"no cluster named '{name}' in {self.storage_path} (stored clusters: {known})")
-        return self._read(path, name)
+        try:
+            return self._read(path, name)
+        except StateFileError:
+            current = self.path_for(name)
+            if path == current or os.path.lexists(path) or not os.path.lexists(current):
+                raise
+            return self._read(current, name)  # moved into its folder while we read
 
     def get_all(self) -> list[Cluster]:
         clusters, unreadable = self.load_all()
@@ -131,7 +137,7 @@ class DiskRepository(AbstractClusterRepository):
         path = self.path_for(name)
         if self._old(name, ".json").exists():
             try:
-                with self.lock(name, timeout=2):
+                with self.lock(name, timeout=10):
                     self._migrate(name)
             except ClusterLocked:
                 # another command holds the cluster (and will move it): read the old file meanwhile

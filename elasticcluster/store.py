@@ -22,12 +22,17 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from elasticcluster.exceptions import ClusterNotFound, ConfigurationError, StateFileError
 
-if TYPE_CHECKING:
-    from elasticcluster.cluster import Cluster
+
+class Cluster(Protocol):
+    """What a store needs of a cluster (``cluster.Cluster``, which imports this module)."""
+
+    name: str
+
+    def to_dict(self) -> dict: ...
 
 #: letters, digits, '.', '_', '+', '-'; starting with a letter or digit; at most 100 characters
 CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")

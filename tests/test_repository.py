@@ -465,3 +465,133 @@ def test_a_cluster_without_repository_lives_in_memory():
     cluster.save()
     assert cluster.repository.get("alpha") is cluster
     assert Cluster("beta").repository is not cluster.repository
+
+
+# -- the layout before one folder per cluster -------------------------------------------
+
+#: a cluster stored by elasticcluster before the per-cluster folders (commit 3dcb096), as its
+#: DiskRepository, write_known_hosts and write_inventory wrote it, with a fact cache and a log
+OLD_LAYOUT = Path(__file__).resolve().parent / "data" / "old-layout-storage"
+OLD_FILES = {"old-slurm.json": "state.json", "old-slurm.known_hosts": "known_hosts",
+             "old-slurm.inventory.json": "inventory.json", "old-slurm.ansible.log": "ansible.log"}
+
+
+def old_layout(storage: Path) -> dict[str, bytes]:
+    """Copy the old-layout cluster into ``storage`` with the modes it had; its files' bytes."""
+    storage.mkdir(mode=0o700, exist_ok=True)
+    contents = {}
+    for old in OLD_FILES:
+        (storage / old).write_bytes((OLD_LAYOUT / old).read_bytes())
+        (storage / old).chmod(0o600)
+        contents[old] = (OLD_LAYOUT / old).read_bytes()
+    facts = storage / "old-slurm.facts"
+    facts.mkdir(mode=0o700)
+    (facts / "frontend001").write_bytes((OLD_LAYOUT / "old-slurm.facts" / "frontend001").read_bytes())
+    (facts / "frontend001").chmod(0o644)  # Ansible's fact cache, as the old runs left it
+    return contents
+
+
+def assert_moved(storage: Path, contents: dict[str, bytes]) -> None:
+    folder = storage / "old-slurm"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*OLD_FILES.values(), "facts"])
+    for old, new in OLD_FILES.items():
+        assert (folder / new).read_bytes() == contents[old], new
+        assert stat.S_IMODE((folder / new).stat().st_mode) == 0o600, new
+        assert not (storage / old).exists(), old
+    assert not (storage / "old-slurm.facts").exists()
+    assert stat.S_IMODE((folder / "facts").stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "facts" / "frontend001").stat().st_mode) == 0o600
+    assert sorted(p.name for p in storage.iterdir()) == [".locks", "new-one", "old-slurm"]
+
+
+def test_old_layout_moves_into_its_folder_on_first_use_and_lists_alone(cli, storage):
+    contents = old_layout(storage)
+    make_cluster(DiskRepository(storage), "new-one")
+    # the old inventory beside the state file was listed as a cluster 'old-slurm.inventory'
+    result = cli("-s", str(storage), "list", "--json")
+    assert result.returncode == 0, result.output
+    data = json.loads(result.stdout)
+    assert [c["name"] for c in data["clusters"]] == ["new-one", "old-slurm"]
+    assert data["unreadable"] == [] and "ERROR" not in result.stderr
+    assert_moved(storage, contents)
+    # and it works as any cluster: its nodes, and the known_hosts its commands use
+    result = cli("-s", str(storage), "list-nodes", "old-slurm", "--json")
+    assert result.returncode == 0, result.output
+    nodes = json.loads(result.stdout)["cluster"]["nodes"]
+    assert [n["name"] for n in nodes] == ["compute001", "compute002", "frontend001"]
+    from elasticcluster import ssh
+
+    cluster = DiskRepository(storage).get("old-slurm")
+    assert ssh.known_hosts_path(cluster) == storage / "old-slurm" / "known_hosts"
+    assert f"UserKnownHostsFile={storage / 'old-slurm' / 'known_hosts'}" in ssh.ssh_options(
+        cluster, cluster.get_node_by_name("compute001"))
+
+
+def test_old_layout_cluster_is_moved_by_get_save_and_delete(storage):
+    contents = old_layout(storage)
+    repo = DiskRepository(storage)
+    make_cluster(repo, "new-one")
+    cluster = repo.get("old-slurm")
+    assert_moved(storage, contents)
+    cluster.add_node("compute", "ami-00000048", "gc3-user", "m1.small", "default")
+    repo.save_or_update(cluster)
+    assert [n.name for n in DiskRepository(storage).get("old-slurm").nodes["compute"]] == [
+        "compute001", "compute002", "compute003"]
+    repo.delete(cluster)
+    assert sorted(p.name for p in storage.iterdir()) == [".locks", "new-one"]
+
+
+MOVE_THEN_DIE = """
+    import os, sys
+    from elasticcluster.repository import DiskRepository
+
+    rename = os.rename
+
+    def die(src, dst):
+        if os.path.basename(str(src)).startswith(".old-slurm.moving-") and sys.argv[2] == "before":
+            os._exit(1)  # the staging folder is complete, the rename never happens
+        rename(src, dst)
+        if sys.argv[2] == "after":
+            os._exit(1)  # renamed into place, the old files not removed yet
+
+    os.rename = die
+    DiskRepository(sys.argv[1]).get("old-slurm")
+    print("not reached")
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_old_layout_move_killed_at_its_rename_is_finished_by_the_next_use(storage, when):
+    contents = old_layout(storage)
+    make_cluster(DiskRepository(storage), "new-one")
+    proc = run_python(MOVE_THEN_DIE, str(storage), when)
+    assert proc.returncode == 1 and "not reached" not in proc.stdout, proc.stderr
+    if when == "before":  # nothing moved: the old files are whole, a staging folder is left
+        assert all((storage / old).read_bytes() == data for old, data in contents.items())
+        assert any(p.name.startswith(".old-slurm.moving-") for p in storage.iterdir())
+        assert not (storage / "old-slurm").exists()
+    else:  # both layouts hold the cluster: the folder wins
+        assert (storage / "old-slurm" / "state.json").read_bytes() == contents["old-slurm.json"]
+        assert (storage / "old-slurm.json").exists()
+    clusters, unreadable = DiskRepository(storage).load_all()
+    assert [c.name for c in clusters] == ["new-one", "old-slurm"] and unreadable == []
+    assert_moved(storage, contents)
+
+
+def test_old_layout_first_used_by_several_commands_at_once(storage):
+    contents = old_layout(storage)
+    make_cluster(DiskRepository(storage), "new-one")
+    lister = """
+        import sys
+        from elasticcluster.repository import DiskRepository
+        clusters, unreadable = DiskRepository(sys.argv[1]).load_all()
+        print(",".join(c.name for c in clusters), len(unreadable))
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(lister), str(storage)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.split() == ["new-one,old-slurm", "0"], (out, err)
+    assert_moved(storage, contents)
