@@ -7,12 +7,23 @@ from elasticcluster.playbook import Listener
 
 
 class PlainProgress(Listener):
-    """Plays, and failed or unreachable hosts, as lines on stderr."""
+    """Plays, and failed or unreachable hosts, as lines on stderr.
+
+    A play is shown once it does something on a node: site.yml has plays for every
+    service, and those this cluster does not have (no host, or every task skipped, like
+    NFS where the cloud shares /home) are not shown.
+    """
+
+    def __init__(self):
+        self.pending: str | None = None
 
     def play(self, name: str) -> None:
-        print(f"setup: {name}", file=sys.stderr, flush=True)
+        self.pending = name
 
     def result(self, event: dict) -> None:
+        if self.pending is not None and event.get("status") != "skipped":
+            print(f"setup: {self.pending}", file=sys.stderr, flush=True)
+            self.pending = None
         if event.get("status") in ("failed", "unreachable"):
             print(f"setup: {event['host']}: {event['status']}: {event.get('task', '')}",
                   file=sys.stderr, flush=True)

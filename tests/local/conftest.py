@@ -82,6 +82,7 @@ def local(docker_engine, home, tmp_path):
         return result
 
     run.popen = popen
+    run.started = started
     run.nodes = nodes
     run.start = start
     run.storage = storage

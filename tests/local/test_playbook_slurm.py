@@ -7,6 +7,7 @@ SLURM, and a node taken away by remove-node leaves it.
 """
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -24,8 +25,19 @@ def sinfo_nodes(local, name: str) -> dict[str, str]:
 
 def test_slurm_cluster_runs_jobs_grows_and_shrinks(local):
     name = "slurm-e2e1"
-    local.start("local-slurm", name)
+    started = local.start("local-slurm", name)
     try:
+        # the setup shows only the plays that have hosts in this cluster (site.yml has a play
+        # for every service)
+        plays = [line[len("setup: "):] for line in started.stderr.splitlines() if line.startswith("setup: ")]
+        assert sorted(set(plays)) == ["Common setup of every node", "SLURM"], started.stderr
+        # list and list-nodes after a start with setup: this cluster, and nothing else
+        listed = local("list", "--json")
+        assert listed.returncode == 0 and "ERROR" not in listed.stderr, listed.output
+        assert [c["name"] for c in json.loads(listed.stdout)["clusters"]] == [name]
+        assert json.loads(listed.stdout)["unreadable"] == []
+        result = local("list-nodes", name)
+        assert result.returncode == 0 and "ERROR" not in result.stderr, result.output
         computes = ["compute001", "compute002"]
         nodes = ["frontend001", *computes]
         # SLURM: every compute node idle, and a job on all of them
