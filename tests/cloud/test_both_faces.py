@@ -14,26 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.cloud.conftest import MOTO_SITE, ec2_config
+from tests.cloud.conftest import MOTO_SITE, Run, ec2_config
 from tests.cloud.fault_proxy import Rule
 
 API_SCRIPT = Path(__file__).resolve().parent / "data" / "api_face.py"
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
 
 class Face:
@@ -93,6 +81,13 @@ def node_names(ec, name: str) -> list[str]:
     return sorted(n["name"] for nodes in state(ec, name)["nodes"].values() for n in nodes)
 
 
+def wait_for_calls(proxy, action: str, count: int, timeout: float = 30) -> None:
+    """Until the cloud has seen ``count`` ``action`` calls (the command is busy creating nodes)."""
+    deadline = time.monotonic() + timeout
+    while proxy.counts.get(action, 0) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def recorded_ids(ec, name: str) -> set[str]:
     return {n["instance_id"] for nodes in state(ec, name)["nodes"].values() for n in nodes if n["instance_id"]}
 
@@ -101,9 +96,7 @@ def test_interrupted_start_then_start_again(moto, proxy, ec, ssh_key, face):
     proxy.rules.append(Rule("RunInstances", delay=0.4))
     ec.write(ec2_config(proxy.url, moto.image_id, ssh_key, compute=7))
     proc = face.popen("start", "int", "slurm", "2")
-    deadline = time.monotonic() + 30
-    while proxy.counts.get("RunInstances", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_calls(proxy, "RunInstances", 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -175,9 +168,7 @@ def test_stop_of_a_half_created_cluster(moto, proxy, ec, ssh_key, face):
     proxy.rules.append(Rule("RunInstances", delay=0.3))
     ec.write(ec2_config(proxy.url, moto.image_id, ssh_key, compute=5))
     proc = face.popen("start", "half", "slurm", "2")
-    deadline = time.monotonic() + 30
-    while proxy.counts.get("RunInstances", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_calls(proxy, "RunInstances", 3)
     proc.kill()
     proc.communicate()
     assert moto.instances("half"), "instances were made before the kill"

@@ -1,5 +1,8 @@
 """The node lifecycle against a real EC2 API (moto's server), through the real CLI.
 
+(Interrupted and failed starts are tested through the CLI and the API alike in
+test_both_faces.py.)
+
 Every test here runs in a private network namespace (fixture ``private_net``):
 moto's fake instance addresses belong to other people, and nothing may reach them.
 """
@@ -7,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import time
 
 import pytest
@@ -164,20 +166,6 @@ def test_min_nodes_lets_start_go_on_after_a_quota_error(moto, proxy, ec, ssh_key
     assert len(moto.instances("slurm")) == 4
 
 
-def test_quota_below_min_nodes_fails_and_stop_cleans(moto, proxy, ec, ssh_key):
-    proxy.rules.append(Rule("RunInstances", code="InstanceLimitExceeded", after=2))
-    ec.write(ec2_config(proxy.url, moto.image_id, ssh_key, compute=5,
-                        cluster_extra="compute_min_nodes = 3"))
-    result = ec("start", "slurm", "-p", "1")
-    assert result.returncode == 1
-    assert "too few nodes" in result.stderr and "elasticcluster stop slurm" in result.stderr
-    assert "Traceback" not in result.output
-    assert len(moto.instances("slurm")) == 2
-    proxy.rules.clear()
-    assert ec("stop", "slurm", "--yes").returncode == 0
-    assert moto.instances("slurm") == []
-
-
 def test_stop_terminates_instances_the_state_file_lost(moto, ec, ssh_key):
     ec.write(ec2_config(moto.url, moto.image_id, ssh_key, compute=3))
     assert ec("start", "slurm").returncode == 0
@@ -211,30 +199,6 @@ def test_ex_keys_go_to_create_node_and_unknown_ones_are_refused(moto, ec, ssh_ke
     assert "ex_no_such_thing: not a parameter of EC2NodeDriver.create_node" in result.stderr
     assert "ex_keyname" in result.stderr
     assert moto.instances() == []
-
-
-def test_ctrl_c_records_what_exists_and_start_resumes(moto, proxy, ec, ssh_key):
-    proxy.rules.append(Rule("RunInstances", delay=0.4))
-    ec.write(ec2_config(proxy.url, moto.image_id, ssh_key, compute=7))
-    proc = ec.popen("start", "slurm", "-p", "2")
-    deadline = time.monotonic() + 30
-    while proxy.counts.get("RunInstances", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "start slurm -n slurm" in err and "stop slurm" in err
-    assert "Traceback" not in err
-    state = _state(ec, "slurm")
-    recorded = {n["instance_id"] for nodes in state["nodes"].values() for n in nodes if n["instance_id"]}
-    alive = {i["InstanceId"] for i in moto.instances("slurm")}
-    assert recorded == alive and 0 < len(alive) < 8
-    proxy.rules.clear()
-    result = ec("start", "slurm")
-    assert result.returncode == 0, result.output
-    assert "resuming" in result.stderr
-    assert len(moto.instances("slurm")) == 8
-    assert len(_node_names(_state(ec, "slurm"))) == 8
 
 
 def test_sigkill_at_any_point_leaves_nothing_that_stop_cannot_find(moto, proxy, ec, ssh_key, capsys):
