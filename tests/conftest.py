@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: files written for the tests (fixtures of our own: a clone has everything its tests need)
+DATA = REPO / "tests" / "data"
+#: the real ElastiCluster 1.3 examples, beside the repository on the development machines only
+#: (never in a clone): the tests over them are extra checks, skipped where they are absent
 COMPAT = REPO.parent / "shared" / "compat" / "elasticluster-1.3"
 
 

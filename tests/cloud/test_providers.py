@@ -14,6 +14,12 @@
 3. The mapping of the seed's ``ec2_boto`` and ``openstack`` keys onto the
    libcloud constructors, and the seed's EC2 driver built without contacting
    the cloud.
+
+"The seed's" examples are those of ``tests/data/seed10/cloud-section.md``, a
+stand-in for section 4.2.2 of the 1.0 documentation written for these tests.
+Where the 1.0 documentation itself lies beside the repository (../shared/seed,
+on the development machines), the tests also run over its examples, and check
+that ours say what it says; elsewhere those runs are skipped with a reason.
 """
 from __future__ import annotations
 
@@ -48,7 +54,22 @@ from elasticcluster.repository import DiskRepository, MemRepository
 from elasticcluster.ssh_keys import read_public_key
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_DOCS = REPO.parent / "shared" / "seed" / "elasticcluster-1.0-docs.txt"
+#: the seed's cloud sections (1.0 docs, 4.2.2) as written for these tests, with their examples
+SEED_DOCS = REPO / "tests" / "data" / "seed10" / "cloud-section.md"
+#: the 1.0 documentation itself: beside the repository on the development machines only
+DOCS_10 = REPO.parent / "shared" / "seed" / "elasticcluster-1.0-docs.txt"
+DOCS_10_ABSENT = ("elasticcluster 1.0 documentation not beside the repository (../shared/seed): "
+                  "extra check skipped")
+
+
+def docs_10(*values):
+    """A parameter set for the 1.0 documentation itself: an extra check, skipped where it is absent."""
+    return pytest.param(DOCS_10, *values, id="docs-1.0",
+                        marks=pytest.mark.skipif(not DOCS_10.is_file(), reason=DOCS_10_ABSENT))
+
+
+#: the docs whose examples a test runs over: ours, and the 1.0 documentation where it is present
+DOCS = [pytest.param(SEED_DOCS, id="ours"), docs_10()]
 
 PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc2ZWVkLWVsYXN0aWNjbHVzdGVyLXRlc3Qta2V5LTAx "
               "test@elasticcluster")
@@ -80,17 +101,18 @@ def no_cloud_environment(home, monkeypatch):
                 monkeypatch.delenv(name, raising=False)
 
 
-def seed_cloud_docs() -> str:
-    """Section 4.2.2 (cloud sections) of the seed's documentation."""
-    text = SEED_DOCS.read_text()
+def seed_cloud_docs(docs: Path = SEED_DOCS) -> str:
+    """Section 4.2.2 (cloud sections) of the seed's documentation: up to the next chapter (``## ``)."""
+    text = docs.read_text()
     start = text.index("### 4.2.2 Cloud Section")
-    return text[start:text.index("## OpenStack users", start)]
+    end = text.find("\n## ", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
-def seed_example(name: str) -> str:
+def seed_example(name: str, docs: Path = SEED_DOCS) -> str:
     """The seed's example section ``[cloud/NAME]`` (4.2.2), as written there."""
-    match = re.search(r"```\n(\[cloud/" + re.escape(name) + r"\]\n.*?)```", seed_cloud_docs(), re.S)
-    assert match, f"the seed's section 4.2.2 has no [cloud/{name}] example"
+    match = re.search(r"```\n(\[cloud/" + re.escape(name) + r"\]\n.*?)```", seed_cloud_docs(docs), re.S)
+    assert match, f"section 4.2.2 of {docs.name} has no [cloud/{name}] example"
     return match.group(1)
 
 
@@ -160,6 +182,32 @@ def driver_parameters(cls) -> tuple[list[str], list[str]]:
             return ([p.name for p in params if p.default is p.empty],
                     [p.name for p in params if p.default is not p.empty])
     return [], []
+
+
+# -- our stand-in for the 1.0 docs, against the 1.0 docs themselves (an extra check) --------------
+
+
+def _documented(docs: str) -> set[str]:
+    """The keys section 4.2.2 describes, one per line: `key`, `key:` or key (1.0 writes ec2\\_url)."""
+    return {m.replace("\\_", "_") for m in re.findall(r"^`?([a-z0-9\\_]+):?`?\s*$", docs, re.M)}
+
+
+def _keys(section: str) -> dict[str, str | None]:
+    """key -> value of ``provider`` (the others' values are placeholders) of an example section."""
+    pairs = [line.split("=", 1) for line in section.splitlines()[1:] if "=" in line]
+    return {key.strip(): value.strip() if key.strip() == "provider" else None for key, value in pairs}
+
+
+@pytest.mark.skipif(not DOCS_10.is_file(), reason=DOCS_10_ABSENT)
+def test_our_seed_docs_say_what_the_10_docs_say():
+    ours, theirs = seed_cloud_docs(), seed_cloud_docs(DOCS_10)
+    assert {"provider", "ec2_url", "gce_client_id", "auth_url", "request_floating_ip"} <= _documented(ours)
+    assert _documented(ours) == _documented(theirs)
+    # the examples of both have the same keys, and the same provider
+    for name in ("hobbes", "amazon-us-east-1", "google"):
+        assert _keys(seed_example(name)) == _keys(seed_example(name, DOCS_10)), name
+    # 1.0 has no OpenStack example: ours uses the keys it documents for openstack
+    assert set(_keys(seed_example("openstack"))) <= _documented(theirs)
 
 
 # -- 1. every libcloud provider by config alone ----------------------------------------------
@@ -350,7 +398,8 @@ GCE_CLIENT_SECRET = "seed-client-secret-Qx7"
 GCE_PROJECT = "elasticcluster-seed-project"
 
 
-def test_seed_google_section_creates_nodes_through_libcloud_gce(tmp_path, monkeypatch, private_net):
+@pytest.mark.parametrize("docs", DOCS)
+def test_seed_google_section_creates_nodes_through_libcloud_gce(docs, tmp_path, monkeypatch, private_net):
     # libcloud's recorded responses, no network
     libcloud_tests()
     from libcloud.common.google import GoogleBaseAuthConnection, GoogleInstalledAppAuthConnection
@@ -363,8 +412,8 @@ def test_seed_google_section_creates_nodes_through_libcloud_gce(tmp_path, monkey
     GCEZone._now = clock  # importing libcloud's test module gave GCEZone a fixed clock
 
     for key in ("gce_client_id", "gce_client_secret", "gce_project_id"):
-        assert f"`{key}`" in seed_cloud_docs()
-    cloud = fill(seed_example("google"), gce_client_id=GCE_CLIENT_ID, gce_client_secret=GCE_CLIENT_SECRET,
+        assert f"`{key}`" in seed_cloud_docs(docs)
+    cloud = fill(seed_example("google", docs), gce_client_id=GCE_CLIENT_ID, gce_client_secret=GCE_CLIENT_SECRET,
                  gce_project_id=GCE_PROJECT)
 
     def rewrite(url):
@@ -471,8 +520,9 @@ def test_seed_openstack_section_creates_nodes_through_libcloud_openstack(case, t
     auth_url, extra, version, region = OPENSTACK_CASES[case]
     for key in ("auth_url", "username", "password", "project_name", "region_name"):
         assert f"`{key}" in seed_cloud_docs()
-    cloud = (f"[cloud/openstack]\nprovider=openstack\nauth_url={auth_url}\nusername={OS_USER}\n"
-             f"password={OS_PASSWORD}\nproject_name={OS_PROJECT}\nregion_name={region}\n{extra}")
+    # (the 1.0 documentation has no [cloud/openstack] example: test_the_10_docs_document_... checks its keys)
+    cloud = fill(seed_example("openstack"), auth_url=auth_url, username=OS_USER, password=OS_PASSWORD,
+                 project_name=OS_PROJECT, region_name=region) + extra
 
     def rewrite(url):
         # the recorded compute answers are filed under tenant 1337
@@ -543,22 +593,29 @@ def _cloud(tmp_path, section: str, name: str):
     return spec, driver_class(spec.provider, spec.family)
 
 
-def hobbes_section() -> str:
-    return fill(seed_example("hobbes"), ec2_access_key="AKIDSEEDHOBBES", ec2_secret_key="seed-secret-hobbes")
+def hobbes_section(docs: Path) -> str:
+    return fill(seed_example("hobbes", docs), ec2_access_key="AKIDSEEDHOBBES",
+                ec2_secret_key="seed-secret-hobbes")
 
 
-def test_seed_hobbes_section_maps_onto_the_ec2_constructor(tmp_path):
-    spec, cls = _cloud(tmp_path, hobbes_section(), "hobbes")
-    assert "ec2_url=http://hobbes.gc3.uzh.ch:8773/services/Cloud" in seed_example("hobbes")
+#: (docs, the host of their [cloud/hobbes] example)
+HOBBES = [pytest.param(SEED_DOCS, "hobbes.example.org", id="ours"), docs_10("hobbes.gc3.uzh.ch")]
+
+
+@pytest.mark.parametrize("docs, host", HOBBES)
+def test_seed_hobbes_section_maps_onto_the_ec2_constructor(docs, host, tmp_path):
+    spec, cls = _cloud(tmp_path, hobbes_section(docs), "hobbes")
+    assert f"ec2_url=http://{host}:8773/services/Cloud" in seed_example("hobbes", docs)
     args, attributes = constructor_args(spec.provider, spec.family, spec.values, cls)
-    assert args == {"key": "AKIDSEEDHOBBES", "secret": "seed-secret-hobbes", "host": "hobbes.gc3.uzh.ch",
+    assert args == {"key": "AKIDSEEDHOBBES", "secret": "seed-secret-hobbes", "host": host,
                     "port": 8773, "secure": False, "signature_version": "4"}
     # libcloud's EC2 driver takes AWS's regions only: 'nova' is set on the driver after construction
     assert attributes == {"path": "/services/Cloud", "region_name": "nova"}
 
 
-def test_seed_amazon_section_maps_onto_the_ec2_constructor(tmp_path):
-    section = fill(seed_example("amazon-us-east-1"), ec2_access_key="AKIDSEEDAWS", ec2_secret_key="seed-secret-aws")
+@pytest.mark.parametrize("docs", DOCS)
+def test_seed_amazon_section_maps_onto_the_ec2_constructor(docs, tmp_path):
+    section = fill(seed_example("amazon-us-east-1", docs), ec2_access_key="AKIDSEEDAWS", ec2_secret_key="seed-secret-aws")
     spec, cls = _cloud(tmp_path, section, "amazon-us-east-1")
     args, attributes = constructor_args(spec.provider, spec.family, spec.values, cls)
     assert args == {"key": "AKIDSEEDAWS", "secret": "seed-secret-aws", "region": "us-east-1",
@@ -588,7 +645,8 @@ def test_openstack_keys_map_onto_the_openstack_constructor(tmp_path, auth_url, v
     assert attributes == {}
 
 
-def test_seed_hobbes_driver_is_built_without_contacting_the_cloud(tmp_path, monkeypatch, private_net):
+@pytest.mark.parametrize("docs, host", HOBBES)
+def test_seed_hobbes_driver_is_built_without_contacting_the_cloud(docs, host, tmp_path, monkeypatch, private_net):
     libcloud_tests()
     from libcloud.compute.drivers.ec2 import EC2NodeDriver
     from libcloud.test.compute.test_ec2 import EC2MockHttp
@@ -602,10 +660,10 @@ def test_seed_hobbes_driver_is_built_without_contacting_the_cloud(tmp_path, monk
 
     sent: list[Sent] = []
     monkeypatch.setattr(EC2NodeDriver.connectionCls, "conn_class", recording(Answers, sent))
-    spec, _ = _cloud(tmp_path, hobbes_section(), "hobbes")
+    spec, _ = _cloud(tmp_path, hobbes_section(docs), "hobbes")
     driver = build_driver(spec.provider, spec.family, spec.values)
     assert type(driver) is EC2NodeDriver
-    assert (driver.connection.host, driver.connection.port) == ("hobbes.gc3.uzh.ch", 8773)
+    assert (driver.connection.host, driver.connection.port) == (host, 8773)
     assert not driver.connection.secure
     assert driver.path == "/services/Cloud"
     assert (driver.region_name, driver.signature_version) == ("nova", "4")
@@ -615,6 +673,6 @@ def test_seed_hobbes_driver_is_built_without_contacting_the_cloud(tmp_path, monk
     driver.list_nodes()
     assert parse_qs(urlsplit(sent[0].url).query)["Action"] == ["DescribeInstances"]
     for request in sent:
-        assert request.host == "http://hobbes.gc3.uzh.ch:8773" and request.path == "/services/Cloud"
+        assert request.host == f"http://{host}:8773" and request.path == "/services/Cloud"
         assert re.fullmatch(r"AWS4-HMAC-SHA256 Credential=AKIDSEEDHOBBES/\d{8}/nova/ec2/aws4_request, .*",
                             request.header("Authorization"))

@@ -127,22 +127,47 @@ frontend_nodes = 1
     assert local("-c", str(config), "list").stdout.strip() == "No clusters found."
 
 
-def test_nodes_share_downloaded_packages_without_sharing_apt_locks(local):
+def test_nodes_share_downloaded_packages_without_sharing_apt_locks(local, home, tmp_path):
+    # a package cache of this test's own: the default one (/var/cache/elasticcluster/apt) is the
+    # machine's, and where an earlier run left `hello` in it no node downloads anything here
+    cache = tmp_path / "apt-cache"
+    assert local("list-templates").returncode == 0  # deploys the bundled config
+    config = home / ".elasticcluster" / "config"
+    text = config.read_text()
+    assert "[cloud/local]\nprovider = local\n" in text
+    config.write_text(text.replace("[cloud/local]\nprovider = local\n",
+                                   f"[cloud/local]\nprovider = local\napt_cache = {cache}\n", 1))
     assert local("start", "local-slurm", "-n", "aptc", "--nodes", "1:frontend,1:compute",
                  "--no-setup").returncode == 0
+    assert cache.is_dir() and list(cache.iterdir()) == []
     first, second = sorted(containers_of(local.docker, "aptc"), key=lambda c: c.name)
+    archives = "/var/cache/apt/archives"
+
     # both nodes install at the same time: no "Could not get lock /var/cache/apt/archives/lock"
-    install = "apt-get update -qq && apt-get install -y -q --no-install-recommends hello"
+    # (the shared folder is empty when they update: each may download a copy of its own, which stays
+    # a file of its own; so the sharing is checked below on a package that one node alone downloads)
+    install = "apt-get update -qq && apt-get install -y --no-install-recommends tree"
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda c: exec_in(c, install), (first, second)))
     for code, output in results:
         assert code == 0, output[-500:]
-    code, shared = exec_in(first, "ls /var/cache/elasticcluster/apt")
-    assert code == 0 and "hello_" in shared, "the downloaded package is shared"
-    # a node that updates afterwards sees it as a link: apt would not download it again
-    code, _ = exec_in(second, "apt-get update -qq && test -L /var/cache/apt/archives/$(ls "
-                              "/var/cache/elasticcluster/apt | grep '^hello_' | head -1)")
-    assert code == 0
+    # published once, under its own name (no temporary file left behind)
+    published = sorted(p.name for p in cache.iterdir())
+    assert len([name for name in published if name.startswith("tree_")]) == 1, published
+    assert all(name.endswith(".deb") and not name.startswith(".") for name in published), published
+
+    # a package one node downloads ...
+    code, output = exec_in(first, "apt-get install -y --no-install-recommends hello")
+    assert code == 0 and "Get:1 " in output and "Need to get 0 B" not in output, output[-500:]
+    (deb,) = [p.name for p in cache.glob("hello_*.deb")]
+    # ... the other uses without a second download: after its `apt-get update` it is a link to the
+    # shared copy, which apt takes as downloaded
+    code, target = exec_in(second, f"apt-get update -qq && readlink {archives}/{deb}")
+    assert (code, target) == (0, f"/var/cache/elasticcluster/apt/{deb}")
+    code, output = exec_in(second, "apt-get install -y --no-install-recommends hello")
+    assert code == 0 and "Need to get 0 B" in output and "Get:" not in output, output[-500:]
+    assert exec_in(second, "hello")[1] == "Hello, world!"
+    assert exec_in(second, f"readlink {archives}/{deb}")[1] == f"/var/cache/elasticcluster/apt/{deb}"
     assert local("stop", "aptc", "--yes").returncode == 0
