@@ -109,7 +109,9 @@ publish)
         [ -f "$f" ] && [ ! -L "$f" ] || continue
         name=${{f##*/}}
         [ -e "$shared/$name" ] && continue
-        cp "$f" "$shared/.$name.$$" && mv -f "$shared/.$name.$$" "$shared/$name"
+        # a temporary name of its own: nodes share the folder, and their PIDs may be the same
+        tmp=$(mktemp "$shared/.$name.XXXXXXXX") || continue
+        if cp "$f" "$tmp"; then chmod 644 "$tmp"; mv -f "$tmp" "$shared/$name"; else rm -f "$tmp"; fi
     done ;;
 esac
 exit 0

@@ -121,13 +121,21 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
 
 
 def _after_failed_start(cluster: Cluster, provider, err: ElasticClusterError) -> None:
-    """Forget a cluster that has nothing on the cloud (asked once more, by tag); otherwise
-    say how to go on."""
+    """Forget a cluster that has nothing on the cloud; otherwise say how to go on.
+
+    A create call that was sent may have made an instance whose answer was lost: when any
+    was sent, the cloud is asked once more (by tag) before the cluster is forgotten, and
+    if it cannot answer, the state is kept for ``stop``.
+    """
     if isinstance(err, Interrupted):
         return
-    if not cluster.extra.get("started") and not any(n.instance_id for n in cluster.get_all_nodes()):
+    nodes = cluster.get_all_nodes()
+    if not cluster.extra.get("started") and not any(n.instance_id for n in nodes):
+        if not any(n.extra.get("client_token") for n in nodes):
+            cluster.repository.delete(cluster)  # no create call was ever sent
+            return
         try:
-            lifecycle.refresh(provider, cluster)  # a create call whose answer was lost
+            lifecycle.refresh(provider, cluster)
         except ElasticClusterError:
             pass
         else:
