@@ -479,7 +479,7 @@ class CloudProvider:
             kind = classify(err)
             if kind is not CloudError or _AUTH.search(str(err)):
                 raise kind(f"looking up image '{image_id}': {describe(err)}") from err
-        images = self.call("listing images", self.driver.list_images)
+        images = self._listing("images", self.driver.list_images)
         for image in images:
             if image_id in (image.id, image.name):
                 return image
@@ -491,7 +491,7 @@ class CloudProvider:
     def size(self, flavor: str):
         with self._lock:
             if self._sizes is None:
-                sizes = self.call("listing flavors", self.driver.list_sizes)
+                sizes = self._listing("flavors", self.driver.list_sizes)
                 self._sizes = {s.id: s for s in sizes}
                 self._sizes.update({s.name: s for s in sizes if s.name})
         if flavor in self._sizes:
@@ -500,6 +500,21 @@ class CloudProvider:
         hint = f"; close matches: {', '.join(close)}" if close else (
             f"; available: {', '.join(sorted(self._sizes)[:20])}" if self._sizes else "")
         raise CloudError(f"flavor '{flavor}' does not exist on this cloud{hint}")
+
+    def _listing(self, what: str, method) -> list:
+        """``list_images``/``list_sizes``, given the cloud section's location where the driver
+        lists them per location only (Kamatera)."""
+        try:
+            param = inspect.signature(method).parameters.get("location")
+        except (TypeError, ValueError):
+            param = None
+        if param is None or param.default is not param.empty:
+            return self.call(f"listing {what}", method)
+        name = self._location_name(None)
+        if not name:
+            raise ConfigurationError(f"{self.info.name} lists {what} per location: add location = ID or name "
+                                     f"to [{self.cloud_section}]")
+        return self.call(f"listing {what}", method, self.location(name))
 
     def _resolve(self, options: dict, values):
         """Map ids/names to the driver's objects (``resolve``/``by`` in the mapping)."""
@@ -549,7 +564,7 @@ class CloudProvider:
     def _location_name(self, node) -> str | None:
         """The location of ``node``: its kind's or cluster's ``location`` (or 1.3's
         ``availability_zone``), else the cloud section's (unless there it is a constructor key)."""
-        name = node.extra.get("location") or node.extra.get("availability_zone")
+        name = node.extra.get("location") or node.extra.get("availability_zone") if node else None
         if name:
             return str(name)
         spec = self.family.keys.get("location")
@@ -563,7 +578,7 @@ class CloudProvider:
         param = self.info.create.get(name)
         if param is None or not param.of or param.type not in ("object", "list"):
             return value
-        lister = _lister(self.info, name)
+        lister = lister_for(self.info, name)
         if lister is None:
             return value
         wanted = value if isinstance(value, list) else [value]
@@ -831,7 +846,7 @@ def _fill(template, context: dict):
     return template
 
 
-def _lister(info, name: str) -> str | None:
+def lister_for(info, name: str) -> str | None:
     """The driver method that lists the objects argument ``name`` takes (``ex_list_networks``
     for ``networks``, ``ex_list_projects`` for ``project``), or None."""
     base = name[3:] if name.startswith("ex_") else name

@@ -48,4 +48,4 @@ def _config(data: dict, public_key: str, image_user: str) -> str:
     data["ssh_authorized_keys"] = keys
     if image_user == "root":
         data["disable_root"] = False
-    return HEADER + "\n" + yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
+    return HEADER + "\n" + yaml.safe_dump(data, default_flow_style=False, sort_keys=False, width=1 << 20)

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -89,6 +89,8 @@ class DriverInfo:
     create_key_pair_takes_key: bool = False
     #: the constructor (its ``__new__``) refused the arguments it was given: why
     refused: str = ""
+    #: the class picks a subclass in ``__new__`` (so what it takes depends on the arguments)
+    dispatches: bool = False
 
     @property
     def name(self) -> str:
@@ -406,33 +408,49 @@ def forget_store() -> None:
     _store.cache_clear()
 
 
-def _cache_key(provider: str, driver: str | None, args: dict) -> str:
+def _cache_key(provider: str, driver: str | None, args: dict | None) -> str:
+    if args is None:
+        return json.dumps([provider, driver or "", "*"])
     shown = {k: ("***" if _SECRET.search(k) else v) for k, v in sorted(args.items())}
     return json.dumps([provider, driver or "", shown], sort_keys=True, default=str)
 
 
 def driver_for(provider: str, driver: str | None, args: dict, load_class) -> DriverInfo:
     """What the driver of ``provider`` (or ``driver = module:Class``) takes, for constructor
-    arguments ``args`` (they pick the class); ``load_class()`` imports and returns the class
+    arguments ``args`` (they may pick the class); ``load_class()`` imports and returns the class
     named by the provider. A driver of one's own is read afresh each time (it may change)."""
-    key = _cache_key(provider, driver, args)
     if not driver:
-        cached = _store().get(key)
-        if cached is not None:
+        for key in (_cache_key(provider, None, None), _cache_key(provider, None, args)):
+            cached = _store().get(key)
+            if cached is None:
+                continue
             try:
-                return DriverInfo.from_json(cached)
+                info = DriverInfo.from_json(cached)
             except (TypeError, KeyError, ValueError):
-                pass
-    cls = load_class()
+                continue
+            if not info.dispatches or key != _cache_key(provider, None, None):
+                return info
+    base = load_class()
     refused = ""
+    dispatches = getattr(base, "__new__", object.__new__) is not object.__new__
     try:
-        cls = concrete_class(cls, args)
+        cls = concrete_class(base, args)
     except Exception as err:  # noqa: BLE001 (a driver's __new__ may raise anything)
-        name = culprit(cls, args)
+        name = culprit(base, args)
         refused = f"{name}: {err}" if name else str(err) or type(err).__name__
-    info = read(cls, refused)
+        # what the class would be without the argument it refuses (or with none at all)
+        cls = base
+        for fewer in ({k: v for k, v in args.items() if k != name}, {"key": "-"}):
+            try:
+                cls = concrete_class(base, fewer)
+                break
+            except Exception:  # noqa: BLE001, S112
+                continue
+    info = replace(read(cls, refused), dispatches=dispatches)
     if not driver:
-        _store().put(key, info.to_json())
+        if dispatches:
+            _store().put(_cache_key(provider, None, None), replace(info, refused="").to_json())
+        _store().put(_cache_key(provider, None, args if dispatches else None), info.to_json())
     return info
 
 

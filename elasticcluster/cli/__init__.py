@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from elasticcluster import __version__
-from elasticcluster.cli import lifecycle, logsetup, reports
+from elasticcluster.cli import clouds, lifecycle, logsetup, reports
 from elasticcluster.exceptions import ElasticClusterError
 
 log = logging.getLogger("elasticcluster")
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     lifecycle.register(subparsers, common)
     reports.register(subparsers, common)
+    clouds.register(subparsers, common)
     return parser
 
 

@@ -20,7 +20,7 @@ AUTH = sorted(COMPAT.glob("*-auth.conf"))
 MAIN = [f for f in FILES if f not in AUTH]
 #: a problem starts with FILE:LINE: [type/name]
 #: each problem says what is expected, or what to do
-WHAT_TO_DO = ("expected", "did you mean", "defined: ", "add one")
+WHAT_TO_DO = ("expected", "did you mean", "defined: ", "add one", "remove it", "; add ")
 PROBLEM = re.compile(r"^(?P<file>/\S+?):(?P<line>\d+): \[(cloud|login|setup|cluster)/[^\]]+\]")
 
 
