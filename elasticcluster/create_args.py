@@ -108,9 +108,8 @@ def plan(family: CloudFamily, info: DriverInfo) -> CreatePlan:
     if result.delivery is not None and result.delivery.way == "auth":
         result.reserved["auth"] = "elasticcluster (the SSH key)"
     for arg, value in {**common.get("start", {}), **family.create.get("start", {})}.items():
-        if arg in created:
+        if arg in created:  # a default: a key of the same name in a cluster section may say otherwise
             result.start[arg] = value
-            result.reserved[arg] = "elasticcluster (nodes start when created)"
     location = family.node_keys.get("location")
     if location is not None:
         arg = location if isinstance(location, str) else location.get("arg")

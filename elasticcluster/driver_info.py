@@ -231,16 +231,20 @@ def constructor_params(cls) -> dict[str, Param]:
     the first definition that says (``__new__``'s ``api_version="4.0"`` makes it text)."""
     found: dict[str, Param] = {}
     hints: dict[str, Param] = {}
+    for klass in cls.__mro__[:-1]:
+        # types may be said further up than the arguments are taken (BaseDriver documents port)
+        for function in (klass.__dict__.get("__new__"), klass.__dict__.get("__init__")):
+            if function is not None:
+                function = getattr(function, "__func__", function)
+                doc = _doc_types(function, klass)
+                for p in _named(function)[0]:
+                    hint = _param(p, doc)
+                    if hint.type is not None:
+                        hints.setdefault(p.name, hint)
     first = True
     for klass in cls.__mro__:
         if klass is object:
             break
-        new = klass.__dict__.get("__new__")
-        if new is not None:
-            new = getattr(new, "__func__", new)
-            doc = _doc_types(new, klass)
-            for p in _named(new)[0]:
-                hints.setdefault(p.name, _param(p, doc))
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
@@ -260,8 +264,9 @@ def constructor_params(cls) -> dict[str, Param]:
             break
     for name, hint in hints.items():
         old = found.get(name)
-        if old is not None and hint.type is not None:
-            found[name] = Param(name, old.required, hint.type, hint.of, hint.default or old.default)
+        if old is not None and (old.type is None or name == "api_version"):
+            # api_version: __new__ compares it with text ("4.0") even where __init__ defaults to None
+            found[name] = Param(name, old.required, hint.type, hint.of, old.default or hint.default)
     return found
 
 

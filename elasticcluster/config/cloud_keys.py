@@ -177,7 +177,7 @@ def create_keys(plan: create_args.CreatePlan, node: dict, where: dict[str, Secti
     info = plan.info
     for key in sorted(node):
         section = where.get(key)
-        if section is None:
+        if section is None or key in OWN_KEYS:
             continue
         if key in free:
             value = node[key]
@@ -207,7 +207,7 @@ def create_keys(plan: create_args.CreatePlan, node: dict, where: dict[str, Secti
 
 def check_kind(plan: create_args.CreatePlan, provider: str, cloud: Section, node: dict,
                where: dict[str, Section], kind: str, title: str, given: set[str],
-               problems: list[str]) -> None:
+               problems: list[str], warned: set[str]) -> None:
     """The keys of one node kind that only some drivers take; and what the driver requires."""
     info = plan.info
     family = plan.family
@@ -242,8 +242,11 @@ def check_kind(plan: create_args.CreatePlan, provider: str, cloud: Section, node
     group = node.get("security_group")
     if group and "security_groups" not in plan.purposes and "security_group" in where:
         # ElastiCluster 1.3 configs carry one for every cloud (it was ignored on Google's): said, once
-        log.warning("%s = %s: %s takes no security group; ignored (open ports with the cloud's own "
-                    "firewall rules)", where["security_group"].locate("security_group"), group, info.name)
+        message = (f"{where['security_group'].locate('security_group')} = {group}: {info.name} takes no "
+                   "security group; ignored (open ports with the cloud's own firewall rules)")
+        if message not in warned:
+            warned.add(message)
+            log.warning("%s", message)
     missing = plan.missing(given)
     if missing:
         problems.append(f"{where.get('@cluster').locate()}: {info.name}.create_node needs "

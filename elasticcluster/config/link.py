@@ -203,6 +203,7 @@ class _Linker:
         self.path = path
         self.checked: dict[tuple[str, str], schema.Checked] = {}
         self.drivers: dict[str, cloud_keys.CloudDriver] = {}
+        self.warned: set[str] = set()
         self.families: dict[str, cloud_catalog.CloudFamily | None] = {}
         self.secrets: set[str] = set()
 
@@ -375,9 +376,9 @@ class _Linker:
             create = cloud_keys.CreateKeys()
             if plan is not None:
                 create = cloud_keys.create_keys(plan, node, where, problems)
-                cloud_keys.check_kind(plan, values.get("cloud", ""), cloud_sec, node,
+                cloud_keys.check_kind(plan, cloud_sec.values.get("provider", "").strip(), cloud_sec, node,
                                       {**where, "@cluster": section}, kind, section.title,
-                                      set(create.values) | set(create.secrets), problems)
+                                      set(create.values) | set(create.secrets), problems, self.warned)
             extra = {k: node[k] for k in NODE_KEYS
                      if k in node and k not in ("image_id", "flavor", "security_group", "image_userdata",
                                                 "network_ids", "login")}
