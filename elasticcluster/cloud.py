@@ -446,6 +446,9 @@ class CloudProvider:
         spec = self.family.security_group
         if not spec or not name:
             return
+        network = self.network_id()
+        if network and spec.get("in_network"):
+            return self._ensure_group_in(spec["in_network"], name, network)
         groups = self.call("listing security groups", getattr(self.driver, spec["list"]))
         names = {g if isinstance(g, str) else getattr(g, "name", None) for g in groups}
         if name in names:
@@ -454,13 +457,44 @@ class CloudProvider:
         group = self._invoke(spec["create"], name=name)
         self._invoke(spec["allow_ssh"], name=name, group=group)
 
+    def _ensure_group_in(self, spec: dict, name: str, network: str) -> None:
+        """Security group ``name`` of ``network`` (a VPC), made there with SSH open unless there."""
+        groups = self._invoke(spec["list"], network=network)
+        if any(getattr(g, "name", None) == name for g in groups):
+            return
+        log.info("creating security group '%s' in %s with SSH open", name, network)
+        made = self._invoke(spec["create"], name=name, network=network)
+        group_id = made.get("group_id") if isinstance(made, dict) else getattr(made, "id", made)
+        self._invoke(spec["allow_ssh"], name=name, group_id=group_id)
+
+    def network_id(self) -> str | None:
+        """The id of the network (VPC) the cloud section's ``resolve = "subnet_of"`` key names."""
+        for spec in self.family.keys.values():
+            create = spec.create if isinstance(spec.create, dict) else {}
+            value = self.cloud.get(spec.name)
+            if create.get("resolve") == "subnet_of" and value:
+                key = ("network", str(value))
+                if key not in self._found:
+                    networks = self.call("listing networks", getattr(self.driver, create["networks"]))
+                    match = [n for n in networks if value in (n.id, getattr(n, "name", None))]
+                    if not match:
+                        raise CloudError(f"{spec.name} '{value}' does not exist on this cloud")
+                    self._found[key] = match[0]
+                return self._found[key].id
+        return None
+
     def _invoke(self, spec, **values):
-        """Call ``{"call": method, "args": [...]}`` with ``$name`` placeholders filled in."""
+        """Call ``{"call": method, "args": [...], "filters": {...}}`` with ``$name`` placeholders
+        filled in (in arguments, and in the values of a ``filters`` keyword)."""
         if isinstance(spec, str):
             spec = {"call": spec, "args": []}
-        args = [values.get(a[1:]) if isinstance(a, str) and a.startswith("$") else a
-                for a in spec.get("args", [])]
-        return self.call(spec["call"], getattr(self.driver, spec["call"]), *args)
+
+        def fill(a):
+            return values.get(a[1:]) if isinstance(a, str) and a.startswith("$") else a
+
+        args = [fill(a) for a in spec.get("args", [])]
+        kwargs = {"filters": {k: fill(v) for k, v in spec["filters"].items()}} if "filters" in spec else {}
+        return self.call(spec["call"], getattr(self.driver, spec["call"]), *args, **kwargs)
 
     def image(self, image_id: str):
         with self._lock:
@@ -751,13 +785,10 @@ class CloudProvider:
         """A subnet of ``network`` (id or name) for ``spec['arg']``, unless network_ids chose one."""
         if kwargs.get(spec["arg"]) is not None:
             return None
-        networks = self.call("listing networks", getattr(self.driver, spec["networks"]))
-        match = [n for n in networks if network in (n.id, getattr(n, "name", None))]
-        if not match:
-            raise CloudError(f"vpc '{network}' does not exist on this cloud")
+        network_id = self.network_id()
         field = spec.get("field", "vpc_id")
         subnets = [s for s in self.call("listing subnets", getattr(self.driver, spec["subnets"]))
-                   if (getattr(s, "extra", None) or {}).get(field) == match[0].id]
+                   if (getattr(s, "extra", None) or {}).get(field) == network_id]
         if not subnets:
             raise CloudError(f"vpc '{network}' has no subnet to start nodes in")
         location = kwargs.get("location")
@@ -839,7 +870,12 @@ def _fill(template, context: dict):
     if isinstance(template, str) and template.startswith("$"):
         value = context
         for part in template[1:].split("."):
-            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, (list, tuple)) and part.isdigit():
+                value = value[int(part)] if int(part) < len(value) else None
+            else:
+                value = getattr(value, part, None)
             if value is None:
                 return None
         return value

@@ -236,6 +236,8 @@ def shown(value):
     for base in (NodeImage, NodeSize, NodeLocation):
         if isinstance(value, base):
             return (base.__name__, str(value.id))
+    if hasattr(value, "id") and not isinstance(value, (str, int, float, bool)):  # another of its objects
+        return (type(value).__name__, str(value.id))
     return value
 
 
