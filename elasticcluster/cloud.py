@@ -598,7 +598,9 @@ class CloudProvider:
     def _location_name(self, node) -> str | None:
         """The location of ``node``: its kind's or cluster's ``location`` (or 1.3's
         ``availability_zone``), else the cloud section's (unless there it is a constructor key)."""
-        name = node.extra.get("location") or node.extra.get("availability_zone") if node else None
+        extra = node.extra if node else {}
+        name = extra.get("location") or (extra.get("availability_zone")
+                                         if "availability_zone" in self.family.node_keys else None)
         if name:
             return str(name)
         spec = self.family.keys.get("location")
@@ -735,7 +737,7 @@ class CloudProvider:
         context = {"image": image, **values}
         done = set()
         for key, spec in specs.items():
-            if key in ("location", "availability_zone"):
+            if key == "location" or (isinstance(spec, dict) and spec.get("same_as") == "location"):
                 continue
             spec = {"arg": spec} if isinstance(spec, str) else dict(spec)
             if spec.get("refused"):

@@ -30,10 +30,10 @@ from elasticcluster.exceptions import ConfigurationError
 log = logging.getLogger("elasticcluster")
 
 #: keys of cluster and node sections that only the family's file can map to the driver
-#: (location and availability_zone go to the driver's location argument when it has one)
+#: (location goes to the driver's location argument when it has one)
 FAMILY_KEYS = ("boot_disk_type", "boot_disk_size", "accelerator_type", "accelerator_count",
-               "scheduling", "tags", "allow_project_ssh_keys", "min_cpu_platform")
-LOCATION_KEYS = ("location", "availability_zone")
+               "scheduling", "tags", "allow_project_ssh_keys", "min_cpu_platform", "availability_zone")
+LOCATION_KEYS = ("location",)
 
 
 @dataclass
@@ -223,16 +223,9 @@ def check_kind(plan: create_args.CreatePlan, provider: str, cloud: Section, node
                             f"or set the driver's own argument ({info.create_text(skip=plan.reserved)})")
         elif isinstance(spec, dict) and spec.get("refused"):
             problems.append(f"{section.locate(key)}: not used on provider {provider}: {spec['refused']}")
-    for key in LOCATION_KEYS:
-        if node.get(key) and key in where and not plan.location_arg:
-            refused = family.node_keys.get(key, {})
-            why = refused.get("refused") if isinstance(refused, dict) else None
-            problems.append(f"{where[key].locate(key)}: not used on provider {provider}: "
-                            + (why or f"{info.name}.create_node takes no location"))
-        elif key == "availability_zone" and node.get(key) and key in where and \
-                isinstance(family.node_keys.get(key), dict) and family.node_keys[key].get("refused"):
-            problems.append(f"{where[key].locate(key)}: not used on provider {provider}: "
-                            f"{family.node_keys[key]['refused']}")
+    if node.get("location") and "location" in where and not plan.location_arg:
+        problems.append(f"{where['location'].locate('location')}: not used on provider {provider}: "
+                        f"{info.name}.create_node takes no location")
     if node.get("image_userdata") and "userdata" not in plan.purposes and "image_userdata" in where:
         problems.append(f"{where['image_userdata'].locate('image_userdata')}: {info.name}.create_node "
                         "takes no user data; remove it (or run the script from the setup playbook)")
