@@ -9,8 +9,9 @@ against it and the node lifecycle fills ``create_node`` from it.
 
 Reading it imports libcloud (a quarter of a second), so what was read is kept
 in ``$XDG_CACHE_HOME/elasticcluster/drivers.json``, keyed by the installed
-libcloud's files: ``list-templates`` then checks a configuration against it
-without importing libcloud. ``ELASTICCLUSTER_NO_CACHE=1`` bypasses it.
+libcloud's files (and a driver module of one's own by its file): ``list-templates``
+then checks a configuration against it without importing libcloud.
+``ELASTICCLUSTER_NO_DRIVER_CACHE=1`` bypasses it.
 """
 from __future__ import annotations
 
@@ -342,6 +343,15 @@ def _stamp(module: str) -> list | None:
     rest = module.split(".")[1:]
     candidates = [base.joinpath(*rest).with_suffix(".py"), base.joinpath(*rest, "__init__.py")] \
         if rest else [Path(spec.origin)]
+    if rest and not any(path.exists() for path in candidates):
+        # a package mapped elsewhere (setup.cfg's package_dir): ask the import system, which
+        # imports the parent packages (elasticcluster.drivers: nothing heavy)
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        if found is not None and found.origin:
+            candidates.append(Path(found.origin))
     for path in candidates:
         try:
             st = path.stat()
@@ -370,7 +380,9 @@ class _Store:
     """The on-disk table of what drivers take, valid for one installed libcloud."""
 
     def __init__(self):
-        self.enabled = not os.environ.get("ELASTICCLUSTER_NO_CACHE")
+        # always on: it checks itself against libcloud's files (ELASTICCLUSTER_NO_CACHE is about
+        # the list-templates report; ELASTICCLUSTER_NO_DRIVER_CACHE=1 reads every driver afresh)
+        self.enabled = not os.environ.get("ELASTICCLUSTER_NO_DRIVER_CACHE")
         self.stamp = libcloud_stamp() if self.enabled else None
         self.entries: dict[str, dict] = {}
         self.dirty = False
@@ -423,18 +435,19 @@ def _cache_key(provider: str, driver: str | None, args: dict | None) -> str:
 def driver_for(provider: str, driver: str | None, args: dict, load_class) -> DriverInfo:
     """What the driver of ``provider`` (or ``driver = module:Class``) takes, for constructor
     arguments ``args`` (they may pick the class); ``load_class()`` imports and returns the class
-    named by the provider. A driver of one's own is read afresh each time (it may change)."""
-    if not driver:
-        for key in (_cache_key(provider, None, None), _cache_key(provider, None, args)):
-            cached = _store().get(key)
-            if cached is None:
-                continue
-            try:
-                info = DriverInfo.from_json(cached)
-            except (TypeError, KeyError, ValueError):
-                continue
-            if not info.dispatches or key != _cache_key(provider, None, None):
-                return info
+    named by the provider. A driver of one's own is kept with its module file's stamp."""
+    if driver:
+        driver = json.dumps([driver, _stamp(driver.partition(":")[0])])
+    for key in (_cache_key(provider, driver, None), _cache_key(provider, driver, args)):
+        cached = _store().get(key)
+        if cached is None:
+            continue
+        try:
+            info = DriverInfo.from_json(cached)
+        except (TypeError, KeyError, ValueError):
+            continue
+        if not info.dispatches or key != _cache_key(provider, driver, None):
+            return info
     base = load_class()
     refused = ""
     dispatches = getattr(base, "__new__", object.__new__) is not object.__new__
@@ -452,10 +465,9 @@ def driver_for(provider: str, driver: str | None, args: dict, load_class) -> Dri
             except Exception:  # noqa: BLE001, S112
                 continue
     info = replace(read(cls, refused), dispatches=dispatches)
-    if not driver:
-        if dispatches:
-            _store().put(_cache_key(provider, None, None), replace(info, refused="").to_json())
-        _store().put(_cache_key(provider, None, args if dispatches else None), info.to_json())
+    if dispatches:
+        _store().put(_cache_key(provider, driver, None), replace(info, refused="").to_json())
+    _store().put(_cache_key(provider, driver, args if dispatches else None), info.to_json())
     return info
 
 

@@ -233,7 +233,8 @@ def check_kind(plan: create_args.CreatePlan, provider: str, cloud: Section, node
         problems.append(f"{where['network_ids'].locate('network_ids')}: {info.name}.create_node takes no "
                         f"networks; remove it ({info.create_text(skip=plan.reserved)})")
     group = node.get("security_group")
-    if group and "security_groups" not in plan.purposes and "security_group" in where:
+    # "default" (ElastiCluster 1.3's default value) asks for nothing more than no group does
+    if group and group != "default" and "security_groups" not in plan.purposes and "security_group" in where:
         # ElastiCluster 1.3 configs carry one for every cloud (it was ignored on Google's): said, once
         message = (f"{where['security_group'].locate('security_group')} = {group}: {info.name} takes no "
                    "security group; ignored (open ports with the cloud's own firewall rules)")

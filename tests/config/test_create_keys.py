@@ -257,10 +257,13 @@ def test_image_userdata_where_the_driver_takes_none_is_refused(write_config):
 
 
 def test_security_group_where_the_driver_has_none_is_said(cli, write_config):
-    text = config("provider = vultr\nkey = k\nlocation = ams", "security_group = default")
+    text = config("provider = vultr\nkey = k\nlocation = ams", "security_group = web")
     result, data = list_json(cli, write_config(text))
     assert result.returncode == 0 and "c" in listed(data)
-    assert result.stderr.count("security_group = default: VultrNodeDriverV2 takes no security group; ignored") == 1
+    assert result.stderr.count("security_group = web: VultrNodeDriverV2 takes no security group; ignored") == 1
+    # ElastiCluster 1.3's default value asks for nothing: nothing to say
+    result, data = list_json(cli, write_config(text.replace("security_group = web", "security_group = default")))
+    assert result.returncode == 0 and "c" in listed(data) and "security_group" not in result.stderr
 
 
 def test_nodes_min_spelling_of_13(write_config):
