@@ -90,8 +90,10 @@ class DriverInfo:
     create_key_pair_takes_key: bool = False
     #: the constructor (its ``__new__``) refused the arguments it was given: why
     refused: str = ""
-    #: the class picks a subclass in ``__new__`` (so what it takes depends on the arguments)
+    #: the class picks a subclass in ``__new__`` (so what it takes depends on the arguments
+    #: named here: their values, secrets aside, are part of the disk cache's key)
     dispatches: bool = False
+    new_params: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -124,8 +126,8 @@ class DriverInfo:
         data = dict(data)
         data["init"] = {p["name"]: Param(**p) for p in data["init"]}
         data["create"] = {p["name"]: Param(**p) for p in data["create"]}
-        for name in ("features", "implements", "lists"):
-            data[name] = tuple(data[name])
+        for name in ("features", "implements", "lists", "new_params"):
+            data[name] = tuple(data.get(name, ()))
         return cls(**data)
 
 
@@ -425,10 +427,12 @@ def forget_store() -> None:
     _store.cache_clear()
 
 
-def _cache_key(provider: str, driver: str | None, args: dict | None) -> str:
+def _cache_key(provider: str, driver: str | None, args: dict | None, new_params=()) -> str:
+    """The disk cache's key: the arguments' names, and the values of those ``__new__`` picks
+    the class by (never of a secret-looking one); ``args=None``: the class whatever they are."""
     if args is None:
         return json.dumps([provider, driver or "", "*"])
-    shown = {k: ("***" if _SECRET.search(k) else v) for k, v in sorted(args.items())}
+    shown = {k: (v if k in new_params and not _SECRET.search(k) else "") for k, v in sorted(args.items())}
     return json.dumps([provider, driver or "", shown], sort_keys=True, default=str)
 
 
@@ -438,16 +442,13 @@ def driver_for(provider: str, driver: str | None, args: dict, load_class) -> Dri
     named by the provider. A driver of one's own is kept with its module file's stamp."""
     if driver:
         driver = json.dumps([driver, _stamp(driver.partition(":")[0])])
-    for key in (_cache_key(provider, driver, None), _cache_key(provider, driver, args)):
-        cached = _store().get(key)
-        if cached is None:
-            continue
-        try:
-            info = DriverInfo.from_json(cached)
-        except (TypeError, KeyError, ValueError):
-            continue
-        if not info.dispatches or key != _cache_key(provider, driver, None):
-            return info
+    general = _cached(_cache_key(provider, driver, None))
+    if general is not None and not general.dispatches:
+        return general
+    if general is not None:
+        particular = _cached(_cache_key(provider, driver, args, general.new_params))
+        if particular is not None:
+            return particular
     base = load_class()
     refused = ""
     dispatches = getattr(base, "__new__", object.__new__) is not object.__new__
@@ -464,11 +465,23 @@ def driver_for(provider: str, driver: str | None, args: dict, load_class) -> Dri
                 break
             except Exception:  # noqa: BLE001, S112
                 continue
-    info = replace(read(cls, refused), dispatches=dispatches)
+    new = getattr(base, "__new__", None)
+    new_params = tuple(p.name for p in _named(getattr(new, "__func__", new))[0]) if dispatches else ()
+    info = replace(read(cls, refused), dispatches=dispatches, new_params=new_params)
+    _store().put(_cache_key(provider, driver, None), replace(info, refused="").to_json())
     if dispatches:
-        _store().put(_cache_key(provider, driver, None), replace(info, refused="").to_json())
-    _store().put(_cache_key(provider, driver, args if dispatches else None), info.to_json())
+        _store().put(_cache_key(provider, driver, args, new_params), info.to_json())
     return info
+
+
+def _cached(key: str) -> DriverInfo | None:
+    data = _store().get(key)
+    if data is None:
+        return None
+    try:
+        return DriverInfo.from_json(data)
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 # -- values --------------------------------------------------------------------------------------
