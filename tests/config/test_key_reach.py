@@ -84,6 +84,7 @@ CLOUDS = {
     "azure": "provider = azure_arm\nsubscription_id = s\ntenant_id = t\nclient_id = c\nsecret = x",
     "opennebula": "provider = opennebula\nendpoint = https://one.example.org:2633/RPC2\nusername = u\n"
                   "password = p",
+    "local": "provider = local",
 }
 SAMPLES = {"boot_disk_type": "ssd", "boot_disk_size": "40", "accelerator_type": "gpu", "accelerator_count": "1",
            "scheduling": "preemptible", "tags": "a, b", "allow_project_ssh_keys": "no",
@@ -154,8 +155,6 @@ def test_cloud_key_reaches_the_driver_or_the_code_or_is_refused(family_name, key
     if spec.obsolete:
         assert len(spec.obsolete) > 20, "an obsolete key says why it is no longer used"
         return
-    if family.name == "local":
-        pytest.skip("the local cloud's driver needs the docker package; checked with it in tests/local")
     cls, info = driver_of(family)
     if spec.arg == "@url":
         assert {"host", "port", "secure"} <= set(info.init), f"{key}: the URL's parts go to the constructor"
@@ -223,7 +222,7 @@ global_var_from_cluster = two
 # -- the mapping files' tables name real driver code ---------------------------------------------------
 
 
-@pytest.mark.parametrize("family_name", sorted(set(families()) - {"local"}))
+@pytest.mark.parametrize("family_name", sorted(families()))
 def test_mapping_tables_name_real_driver_methods_and_arguments(family_name):
     family = families()[family_name]
     cls, info = driver_of(family)
