@@ -475,3 +475,16 @@ def test_recorded_cloud_through_the_cli(provider, cli_here, ssh_key, monkeypatch
         forced = cli_here("stop", "c", "--yes", "--force")
         assert forced.code == 0, forced.output
         assert remembered(cli_here) is None
+
+
+def test_a_key_pair_of_that_name_holding_another_key_is_refused(cli_here, ssh_key, monkeypatch):
+    """libcloud's recorded Vultr account has key pair 'tester' holding another public key."""
+    spec = RECORDED["vultr"]
+    cloud = install(spec, monkeypatch)
+    cli_here.write(config_text(spec, ssh_key).replace(f"user_key_name = {KEY_NAME}", "user_key_name = tester"))
+    started = cli_here("start", "c", "--no-setup", "-p", "1")
+    assert started.code == 1, started.output
+    assert "a key pair named 'tester' already exists on the cloud with another key" in started.err
+    assert "set user_key_name to a new name" in started.err
+    assert cloud.creates == [] and cloud.requests("POST", r".") == []  # nothing imported, nothing created
+    assert remembered(cli_here) is None
