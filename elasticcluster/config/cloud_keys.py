@@ -43,6 +43,9 @@ class CloudDriver:
     info: driver_info.DriverInfo | None = None
     plan: create_args.CreatePlan | None = None
     problems: list[str] = field(default_factory=list)
+    #: those of ``problems`` that keep the driver from being built (the others only keep new
+    #: nodes from being started: clusters already started on this cloud can still be stopped)
+    build_problems: list[str] = field(default_factory=list)
 
 
 def _constructor_guess(family: CloudFamily, values: dict) -> dict:
@@ -71,6 +74,7 @@ def cloud_driver(section: Section, family: CloudFamily, values: dict) -> CloudDr
         key = "driver" if "driver" in section.values else "provider"
         found.problems.append(f"{section.locate(key)} {str(err).removeprefix(key + ' ')}"
                               if str(err).startswith(key + " ") else f"{section.locate(key)}: {err}")
+        found.build_problems = list(found.problems)
         return found
     found.info = info
     found.plan = create_args.plan(family, info)
@@ -81,6 +85,7 @@ def cloud_driver(section: Section, family: CloudFamily, values: dict) -> CloudDr
         where = section.locate(key) if key in values else section.locate()
         found.problems.append(f"{where}: {info.name} refuses it ({why or info.refused}); {info.init_text()}"
                               + _location_hint(key, found.plan))
+    found.build_problems = list(found.problems)
     if found.plan.delivery is None:
         found.problems.append(f"{section.locate('provider')} = {provider}: {found.plan.refusal()}")
     if values.get("location") and "location" not in family.keys and not found.plan.location_arg:

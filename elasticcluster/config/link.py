@@ -228,7 +228,7 @@ class _Linker:
                 checked, family = self._check_cloud(section)
                 driver = self._driver(section, family, checked)
                 clouds[name] = CloudSpec(name, checked.values.get("provider", ""), family,
-                                         checked.values, checked.problems + driver.problems)
+                                         checked.values, checked.problems + driver.build_problems)
         return Config(self.path, self.raw.files, templates, skipped, secrets=self.secrets,
                       clouds=clouds)
 

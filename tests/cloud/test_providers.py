@@ -193,7 +193,8 @@ def test_provider_alone_is_refused_listing_what_its_driver_takes(provider, tmp_p
     # the section is checked when the configuration loads: the template is skipped there
     assert message.startswith("[cloud/x] has errors"), message
     assert "c" in config.skipped and "c" not in config.templates
-    assert config.skipped["c"] == caught.value.problems
+    # building the driver needs the constructor's problems fixed; starting nodes needs all fixed
+    assert caught.value.problems and set(caught.value.problems) <= set(config.skipped["c"])
     if provider in mapped_families():
         # a mapping file (drivers/*.toml) checks the section: cerberus names each missing key
         assert provider in MAPPED_REQUIRED, f"add the keys that drivers/*.toml requires for {provider}"

@@ -121,6 +121,8 @@ def test_driver_that_cannot_get_the_key_onto_nodes_is_refused(write_config):
                         "ScalewayNodeDriver.create_node has no way to put an SSH key on a node (no `auth` taking an "
                         "SSH key, no key-pair, public-key or user-data argument), so elasticcluster could never log "
                         "in to its nodes"]
+    # the cloud section itself builds a driver: clusters once started on it can still be stopped
+    assert load_config(path).cloud("mine").provider == "scaleway"
 
 
 # -- create_node keys of cluster sections -----------------------------------------------------
