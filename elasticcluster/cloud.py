@@ -17,6 +17,7 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
+from elasticcluster import create_args, driver_info
 from elasticcluster.cloud_catalog import CloudFamily
 from elasticcluster.exceptions import (
     CloudError,
@@ -29,15 +30,8 @@ from elasticcluster.tags import instance_name as cloud_name
 
 log = logging.getLogger("elasticcluster")
 
-#: our create parameters, and the ``create_node`` arguments that take them when
-#: a family's mapping does not say (tried in order, used if the driver has them)
-DEFAULT_CREATE_ARGS = {
-    "key_name": ("ex_keyname", "ex_key_name"),
-    "userdata": ("ex_userdata", "ex_user_data"),
-    "security_groups": ("ex_security_groups",),
-    "tags": ("ex_metadata", "ex_tags"),
-    "client_token": ("ex_clienttoken", "ex_client_token"),
-}
+#: keys of a cloud section that are not constructor arguments of a pass-through driver
+CREATE_TIME_KEYS = ("location",)
 
 _QUOTA = re.compile(r"InstanceLimitExceeded|InsufficientInstanceCapacity|VcpuLimitExceeded|"
                     r"QuotaExceeded|Quota exceeded|QUOTA_EXCEEDED|quota|capacity|"
@@ -112,36 +106,13 @@ def driver_class(provider: str, family: CloudFamily):
 
 def init_parameters(cls) -> tuple[list[str], list[str]]:
     """(required, optional) constructor parameters of a driver class, through its bases."""
-    required: list[str] = []
-    optional: list[str] = []
-    first = True
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        try:
-            params = list(inspect.signature(init).parameters.values())[1:]
-        except (TypeError, ValueError):
-            continue
-        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        for param in named:
-            if param.name in required or param.name in optional:
-                continue
-            if first and param.default is param.empty:
-                required.append(param.name)
-            else:
-                optional.append(param.name)
-        if named:
-            first = False
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return required, optional
+    params = driver_info.constructor_params(cls)
+    return ([p.name for p in params.values() if p.required],
+            [p.name for p in params.values() if not p.required])
 
 
 def _parameters_text(cls) -> str:
-    required, optional = init_parameters(cls)
-    return (f"{cls.__name__} takes: required {', '.join(required) or 'none'}; "
-            f"optional {', '.join(optional) or 'none'}")
+    return driver_info.read(cls).init_text()
 
 
 def constructor_args(provider: str, family: CloudFamily, cloud: dict, cls) -> tuple[dict, dict]:
@@ -175,12 +146,17 @@ def constructor_args(provider: str, family: CloudFamily, cloud: dict, cls) -> tu
     return {**family.constructor, **implied, **args}, attributes
 
 
+def passthrough_keys(cloud: dict, params: dict) -> dict:
+    """The keys of a pass-through cloud section that are constructor arguments."""
+    return {k: v for k, v in cloud.items()
+            if k not in ("provider", "driver") and not (k in CREATE_TIME_KEYS and k not in params)}
+
+
 def _passthrough_args(provider: str, cloud: dict, cls) -> dict:
-    required, optional = init_parameters(cls)
-    accepted = set(required) | set(optional)
-    given = {k: v for k, v in cloud.items() if k not in ("provider", "driver")}
-    unknown = sorted(k for k in given if k not in accepted)
-    missing = [k for k in required if k not in given]
+    params = driver_info.constructor_params(cls)
+    given = passthrough_keys(cloud, params)
+    unknown = sorted(k for k in given if k not in params)
+    missing = [k for k, p in params.items() if p.required and k not in given]
     if not given and not missing:
         missing = ["at least one of its settings (credentials or endpoint)"]
     if unknown or missing:
@@ -191,26 +167,17 @@ def _passthrough_args(provider: str, cloud: dict, cls) -> dict:
             what.append(f"unknown {', '.join(unknown)}")
         raise ConfigurationError(
             f"[cloud] provider = {provider}: {'; '.join(what)}; {_parameters_text(cls)}")
-    return {k: parse_scalar(v) for k, v in given.items()}
+    args = {}
+    for key, value in given.items():
+        try:
+            args[key] = driver_info.convert(params[key], value)
+        except ValueError:
+            raise ConfigurationError(f"[cloud] provider = {provider}: {key} cannot be read; expected "
+                                     f"{params[key].expect()}") from None
+    return args
 
 
-def parse_scalar(value):
-    """'3' -> 3, '0.5' -> 0.5, 'yes'/'true' -> True, 'a,b' -> ['a', 'b'], else the string."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    lowered = text.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d*|-?\d*\.\d+", text):
-        return float(text)
-    if "," in text:
-        return [parse_scalar(item) for item in text.split(",") if item.strip()]
-    return text
+parse_scalar = driver_info.parse_scalar
 
 
 def build_driver(provider: str, family: CloudFamily, cloud: dict):
@@ -236,7 +203,7 @@ class CloudProvider:
     """The operations of the node lifecycle on one cloud, for one cluster."""
 
     def __init__(self, driver, family: CloudFamily, cloud: dict, cluster_name: str | None = None,
-                 factory=None):
+                 factory=None, config=None, cloud_section: str | None = None):
         self._main_driver = driver
         #: makes one more driver: libcloud connections are not thread-safe (a connection keeps
         #: its last response), so each worker thread gets a driver of its own
@@ -245,10 +212,18 @@ class CloudProvider:
         self.family = family
         self.cloud = cloud
         self.cluster_name = cluster_name
+        #: the configuration, for values that state files do not keep (secret create_node keys)
+        self.config = config
+        self.cloud_section = cloud_section or "cloud/NAME"
         self._images: dict[str, object] = {}
         self._sizes: dict[str, object] | None = None
+        self._locations: list | None = None
+        self._found: dict[tuple[str, str], object] = {}
+        self._key_pairs: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._create_params = self._create_signature()
+        #: what the driver's create_node takes, and which argument carries what
+        self.info = driver_info.read_class(type(driver))
+        self.plan = create_args.plan(family, self.info)
 
     def for_cluster(self, name: str) -> CloudProvider:
         """This provider scoped to cluster ``name`` (its tags and instance names): itself when it
@@ -285,45 +260,55 @@ class CloudProvider:
         except Exception as err:
             raise classify(err)(f"{what}: {describe(err)}") from err
 
-    def _create_signature(self) -> set[str] | None:
-        try:
-            params = inspect.signature(self.driver.create_node).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        if any(p.kind == p.VAR_KEYWORD for p in params):
-            return None
-        return {p.name for p in params}
-
     def create_arg(self, purpose: str):
-        """The mapping of one create parameter: (argument name, options) or None."""
-        spec = self.family.create.get(purpose)
-        if spec is None and (self.family.passthrough or not self.family.create):
-            for candidate in DEFAULT_CREATE_ARGS.get(purpose, ()):
-                if self._create_params is None or candidate in self._create_params:
-                    spec = candidate
-                    break
-        if spec is None:
-            return None
-        if isinstance(spec, str):
-            return spec, {}
-        return spec["arg"], spec
+        """The argument of one create purpose (userdata, tags, ...) and its options, or None."""
+        return self.plan.purposes.get(purpose)
 
     def check_extra_args(self, extra: dict) -> None:
-        """Refuse ``ex_*`` keys that the driver's ``create_node`` does not take."""
-        if self._create_params is None:
+        """Refuse keys that the driver's ``create_node`` does not take."""
+        if self.info.create_kwargs:
             return
-        unknown = sorted(k for k in extra if k not in self._create_params)
+        unknown = sorted(k for k in extra if k not in self.info.create)
         if unknown:
-            takes = ", ".join(sorted(p for p in self._create_params if p != "self"))
             raise ConfigurationError(
-                f"{', '.join(unknown)}: not a parameter of {type(self.driver).__name__}.create_node, "
-                f"which takes: {takes}")
+                f"{', '.join(unknown)}: not a parameter of {self.info.name}.create_node, which takes: "
+                f"{', '.join(self.info.create)}")
+
+    def check_node(self, node) -> None:
+        """Everything ``node``'s create call needs beyond image and flavor, found before any node
+        is created: its location, the objects its keys name, the arguments the driver requires."""
+        if self.plan.delivery is None:
+            raise ConfigurationError(f"[{self.cloud_section}] provider: {self.plan.refusal()}")
+        self.check_extra_args({k: v for k, v in node.extra.items() if k.startswith("ex_")})
+        given = set(self._create_keys(node)) | set(self._cloud_create_args())
+        missing = [name for name in self.plan.missing(given)]
+        if missing:
+            raise ConfigurationError(
+                f"{self.info.name}.create_node needs {', '.join(missing)}, which nothing sets: add "
+                + " and ".join(f"{name} = ..." for name in missing)
+                + f" to [cluster/NAME] or [cluster/NAME/{node.kind}]")
+        if self.plan.location_arg:
+            name = self._location_name(node)
+            param = self.info.create.get(self.plan.location_arg)
+            if not name and param is not None and param.required:
+                listed = self._listed_locations()
+                raise ConfigurationError(
+                    f"{self.info.name}.create_node needs a location, which nothing sets: add location = "
+                    f"ID or name to [{self.cloud_section}] (or to [cluster/NAME] or "
+                    f"[cluster/NAME/{node.kind}])" + (f"; this cloud has: {listed}" if listed else ""))
+            if name and self.plan.location_object:
+                self.location(name)
+        for name, value in self._create_keys(node).items():
+            self._objects(name, value)
 
     # -- listing -----------------------------------------------------------------
 
     def tags_of(self, instance) -> dict:
+        """The instance's tags: a dict, or from a list of ``key=value`` items."""
         field = self.family.node_fields.get("tags", "tags")
         tags = (instance.extra or {}).get(field) or {}
+        if isinstance(tags, (list, tuple)):
+            return dict(str(item).split("=", 1) for item in tags if "=" in str(item))
         return tags if isinstance(tags, dict) else {}
 
     def tag_value(self, value: str) -> str:
@@ -362,9 +347,11 @@ class CloudProvider:
             kwargs[spec["filter"]] = {key: str(value).replace("$cluster", self.tag_value(self.cluster_name))
                                       for key, value in spec.get("filter_values", {}).items()}
         instances = self.call("listing the nodes", self.driver.list_nodes, **kwargs)
-        mine = [i for i in instances if self.node_name_of(i) is not None]
-        seen = {i.id for i in mine}
-        missing = [i for i in dict.fromkeys(known_ids) if i and i not in seen]
+        # an instance whose id the state file holds is the cluster's, whatever its name became
+        known = {str(i) for i in known_ids if i}
+        mine = [i for i in instances if self.node_name_of(i) is not None or str(i.id) in known]
+        seen = {str(i.id) for i in mine}
+        missing = [i for i in dict.fromkeys(known_ids) if i and str(i) not in seen]
         if missing and spec.get("by_ids"):
             for start in range(0, len(missing), 100):
                 mine += self._by_ids(spec["by_ids"], missing[start:start + 100])
@@ -393,30 +380,64 @@ class CloudProvider:
     # -- key pair, security group, image, size -----------------------------------
 
     def ensure_key_pair(self, name: str, public_key: str) -> None:
-        """Import ``public_key`` as ``name`` unless there; refuse a different key of that name."""
-        from elasticcluster import ssh_keys
-
-        if self.create_arg("key_name") is None:
+        """Where the SSH key goes in a key pair (``key_name``/``key_ids``): import ``public_key``
+        as ``name`` unless there (once, then reuse it); refuse a different key of that name."""
+        delivery = self.plan.delivery
+        if delivery is None or delivery.way not in ("key_name", "key_ids"):
             return
         existing = self._key_pair(name)
         if existing is None:
             log.info("importing SSH key pair '%s'", name)
             try:
-                self.call(f"importing key pair '{name}'", self.driver.import_key_pair_from_string,
-                          name, public_key)
+                existing = self._import_key_pair(name, public_key)
             except CloudError as err:
                 if "Duplicate" not in str(err) and "exists" not in str(err):
                     raise
+                existing = self._key_pair(name)
+            if existing is not None:
+                self._key_pairs[name] = existing
             return
-        same = ssh_keys.matches(public_key, getattr(existing, "fingerprint", None))
+        self._check_same_key(name, existing, public_key)
+        self._key_pairs[name] = existing
+
+    def _import_key_pair(self, name: str, public_key: str):
+        what = f"importing key pair '{name}'"
+        if "import_key_pair_from_string" in self.info.implements:
+            return self.call(what, self.driver.import_key_pair_from_string, name, public_key)
+        # DigitalOcean, Linode, Maxihost... take the public key in create_key_pair
+        params = inspect.signature(self.driver.create_key_pair).parameters
+        arg = next(a for a in ("public_key", "ex_public_key", "key_material") if a in params)
+        return self.call(what, self.driver.create_key_pair, name, **{arg: public_key})
+
+    @staticmethod
+    def _check_same_key(name: str, existing, public_key: str) -> None:
+        from elasticcluster import ssh_keys
+
+        held = getattr(existing, "public_key", None)
+        if held and len(str(held).split()) >= 2:
+            same = str(held).split()[1] == public_key.split()[1]
+        else:
+            same = ssh_keys.matches(public_key, getattr(existing, "fingerprint", None))
         if same is False:
+            shown = getattr(existing, "fingerprint", None) or "a different public key"
             raise CloudError(
                 f"a key pair named '{name}' already exists on the cloud with another key "
-                f"(fingerprint {existing.fingerprint}); set user_key_name to a new name, or "
+                f"(fingerprint {shown}); set user_key_name to a new name, or "
                 "user_key_public/user_key_private to the key it holds")
         if same is None:
             log.warning("cannot check that key pair '%s' on the cloud holds %s (no fingerprint)",
                         name, "your public key")
+
+    def key_pair_id(self, name: str):
+        """The id the cloud gave key pair ``name`` (for drivers that take key ids)."""
+        pair = self._key_pairs.get(name)
+        if pair is None:
+            pair = self._key_pair(name)
+            if pair is None:
+                raise CloudError(f"key pair '{name}' is not on the cloud (was it deleted meanwhile?)")
+            self._key_pairs[name] = pair
+        extra = getattr(pair, "extra", None) or {}
+        return extra.get("id") or extra.get("uuid") or pair.name
 
     def _key_pair(self, name: str):
         """The cloud's key pair ``name``, or None (one listing call)."""
@@ -430,6 +451,9 @@ class CloudProvider:
         spec = self.family.security_group
         if not spec or not name:
             return
+        network = self.network_id()
+        if network and spec.get("in_network"):
+            return self._ensure_group_in(spec["in_network"], name, network)
         groups = self.call("listing security groups", getattr(self.driver, spec["list"]))
         names = {g if isinstance(g, str) else getattr(g, "name", None) for g in groups}
         if name in names:
@@ -438,13 +462,44 @@ class CloudProvider:
         group = self._invoke(spec["create"], name=name)
         self._invoke(spec["allow_ssh"], name=name, group=group)
 
+    def _ensure_group_in(self, spec: dict, name: str, network: str) -> None:
+        """Security group ``name`` of ``network`` (a VPC), made there with SSH open unless there."""
+        groups = self._invoke(spec["list"], network=network)
+        if any(getattr(g, "name", None) == name for g in groups):
+            return
+        log.info("creating security group '%s' in %s with SSH open", name, network)
+        made = self._invoke(spec["create"], name=name, network=network)
+        group_id = made.get("group_id") if isinstance(made, dict) else getattr(made, "id", made)
+        self._invoke(spec["allow_ssh"], name=name, group_id=group_id)
+
+    def network_id(self) -> str | None:
+        """The id of the network (VPC) the cloud section's ``resolve = "subnet_of"`` key names."""
+        for spec in self.family.keys.values():
+            create = spec.create if isinstance(spec.create, dict) else {}
+            value = self.cloud.get(spec.name)
+            if create.get("resolve") == "subnet_of" and value:
+                key = ("network", str(value))
+                if key not in self._found:
+                    networks = self.call("listing networks", getattr(self.driver, create["networks"]))
+                    match = [n for n in networks if value in (n.id, getattr(n, "name", None))]
+                    if not match:
+                        raise CloudError(f"{spec.name} '{value}' does not exist on this cloud")
+                    self._found[key] = match[0]
+                return self._found[key].id
+        return None
+
     def _invoke(self, spec, **values):
-        """Call ``{"call": method, "args": [...]}`` with ``$name`` placeholders filled in."""
+        """Call ``{"call": method, "args": [...], "filters": {...}}`` with ``$name`` placeholders
+        filled in (in arguments, and in the values of a ``filters`` keyword)."""
         if isinstance(spec, str):
             spec = {"call": spec, "args": []}
-        args = [values.get(a[1:]) if isinstance(a, str) and a.startswith("$") else a
-                for a in spec.get("args", [])]
-        return self.call(spec["call"], getattr(self.driver, spec["call"]), *args)
+
+        def fill(a):
+            return values.get(a[1:]) if isinstance(a, str) and a.startswith("$") else a
+
+        args = [fill(a) for a in spec.get("args", [])]
+        kwargs = {"filters": {k: fill(v) for k, v in spec["filters"].items()}} if "filters" in spec else {}
+        return self.call(spec["call"], getattr(self.driver, spec["call"]), *args, **kwargs)
 
     def image(self, image_id: str):
         with self._lock:
@@ -463,7 +518,7 @@ class CloudProvider:
             kind = classify(err)
             if kind is not CloudError or _AUTH.search(str(err)):
                 raise kind(f"looking up image '{image_id}': {describe(err)}") from err
-        images = self.call("listing images", self.driver.list_images)
+        images = self._listing("images", self.driver.list_images)
         for image in images:
             if image_id in (image.id, image.name):
                 return image
@@ -475,7 +530,7 @@ class CloudProvider:
     def size(self, flavor: str):
         with self._lock:
             if self._sizes is None:
-                sizes = self.call("listing flavors", self.driver.list_sizes)
+                sizes = self._listing("flavors", self.driver.list_sizes)
                 self._sizes = {s.id: s for s in sizes}
                 self._sizes.update({s.name: s for s in sizes if s.name})
         if flavor in self._sizes:
@@ -484,6 +539,21 @@ class CloudProvider:
         hint = f"; close matches: {', '.join(close)}" if close else (
             f"; available: {', '.join(sorted(self._sizes)[:20])}" if self._sizes else "")
         raise CloudError(f"flavor '{flavor}' does not exist on this cloud{hint}")
+
+    def _listing(self, what: str, method) -> list:
+        """``list_images``/``list_sizes``, given the cloud section's location where the driver
+        lists them per location only (Kamatera)."""
+        try:
+            param = inspect.signature(method).parameters.get("location")
+        except (TypeError, ValueError):
+            param = None
+        if param is None or param.default is not param.empty:
+            return self.call(f"listing {what}", method)
+        name = self._location_name(None)
+        if not name:
+            raise ConfigurationError(f"{self.info.name} lists {what} per location: add location = ID or name "
+                                     f"to [{self.cloud_section}]")
+        return self.call(f"listing {what}", method, self.location(name))
 
     def _resolve(self, options: dict, values):
         """Map ids/names to the driver's objects (``resolve``/``by`` in the mapping)."""
@@ -500,23 +570,123 @@ class CloudProvider:
             found.append(match[0])
         return found[0] if options.get("single") else found
 
+    # -- locations and the objects of create_node arguments ----------------------
+
+    def _listed_locations(self) -> str:
+        """The cloud's locations, for a message ('' when it cannot list them)."""
+        try:
+            locations = self._all_locations()
+        except (CloudError, NotImplementedError):
+            return ""
+        names = [f"{loc.id} ({loc.name})" if loc.name and loc.name != loc.id else str(loc.id)
+                 for loc in locations]
+        return ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+
+    def _all_locations(self) -> list:
+        with self._lock:
+            if self._locations is None:
+                self._locations = list(self.call("listing locations", self.driver.list_locations))
+            return self._locations
+
+    def location(self, name: str):
+        """The cloud's location whose id or name is ``name`` (close matches when none is)."""
+        locations = self._all_locations()
+        for location in locations:
+            if name in (str(location.id), location.name):
+                return location
+        names = [str(loc.id) for loc in locations] + [loc.name for loc in locations if loc.name]
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f"; close matches: {', '.join(close)}" if close else (
+            f"; available: {self._listed_locations()}" if locations else "")
+        raise CloudError(f"location '{name}' does not exist on this cloud{hint}")
+
+    def _location_name(self, node) -> str | None:
+        """The location of ``node``: its kind's or cluster's ``location`` (or 1.3's
+        ``availability_zone``), else the cloud section's (unless there it is a constructor key)."""
+        extra = node.extra if node else {}
+        name = extra.get("location") or (extra.get("availability_zone")
+                                         if "availability_zone" in self.family.node_keys else None)
+        if name:
+            return str(name)
+        spec = self.family.keys.get("location")
+        if spec is None or not spec.arg:
+            return self.cloud.get("location") or None
+        return None
+
+    def _objects(self, name: str, value):
+        """``value`` as argument ``name`` takes it: the driver's objects for a parameter whose
+        type is a class (found by id or name through its ``ex_list_*`` method), else as is."""
+        param = self.info.create.get(name)
+        if param is None or not param.of or param.type not in ("object", "list"):
+            return value
+        lister = lister_for(self.info, name)
+        if lister is None:
+            return value
+        wanted = value if isinstance(value, list) else [value]
+        found = []
+        for item in wanted:
+            key = (lister, str(item))
+            if key not in self._found:
+                items = self.call(f"listing for {name}", getattr(self.driver, lister))
+                for candidate in items:
+                    for ident in (getattr(candidate, "id", None), getattr(candidate, "name", None)):
+                        if ident is not None:
+                            self._found.setdefault((lister, str(ident)), candidate)
+            if key not in self._found:
+                raise CloudError(f"{name}: '{item}' does not exist on this cloud ({lister} lists no "
+                                 "such id or name)")
+            found.append(self._found[key])
+        return found if param.type == "list" else found[0]
+
+    def _create_keys(self, node) -> dict:
+        """The keys of the node's cluster/kind sections that name ``create_node`` arguments."""
+        keys = dict(node.extra.get("create") or {})
+        secret = node.extra.get("create_secrets") or {}
+        if secret and self.config is not None:
+            template = self.config.templates.get(secret.get("template"))
+            kind = template.kinds.get(node.kind) if template else None
+            for name in secret.get("keys", ()):
+                if kind is None or name not in kind.create_secrets:
+                    raise ConfigurationError(
+                        f"{name}: the secret value of this create_node argument comes from the "
+                        f"configuration, and template '{secret.get('template')}' no longer gives it")
+                keys[name] = kind.create_secrets[name]
+        return keys
+
+    def _cloud_create_args(self) -> dict:
+        """The cloud section's keys that become create_node arguments (``create`` in the mapping)."""
+        found = {}
+        for spec in self.family.keys.values():
+            if spec.create and self.cloud.get(spec.name) not in (None, ""):
+                arg = spec.create if isinstance(spec.create, str) else spec.create.get("arg")
+                found[arg] = self.cloud[spec.name]
+        return found
+
     # -- create / destroy ------------------------------------------------------------
 
     def create_arguments(self, node, *, public_key: str, key_name: str, client_token: str,
                          extra: dict) -> dict:
         """The ``create_node`` keyword arguments for one node (the same code for every cloud)."""
-        from libcloud.compute.base import NodeAuthSSHKey
+        plan = self.plan
+        image = self.image(node.image_id)
+        kwargs = {"name": cloud_name(self.cluster_name, node.name), "image": image}
+        if "size" in self.info.create or self.info.create_kwargs:
+            kwargs["size"] = self.size(node.flavor)
+        location = self._location_name(node) if plan.location_arg else None
+        if location:
+            kwargs[plan.location_arg] = self.location(location) if plan.location_object else location
+        userdata = node.image_userdata or None
+        delivery = plan.delivery
+        if delivery is not None and delivery.way == "user_data":
+            from elasticcluster import cloud_init
 
-        kwargs = {"name": cloud_name(self.cluster_name, node.name),
-                  "image": self.image(node.image_id), "size": self.size(node.flavor)}
+            userdata = cloud_init.with_ssh_key(node.image_userdata, public_key, node.image_user)
         wanted = {
-            "key_name": key_name,
-            "userdata": node.image_userdata or None,
+            "userdata": userdata,
             "security_groups": [node.security_group] if node.security_group else None,
             "tags": {TAG_CLUSTER: self.tag_value(self.cluster_name), TAG_NODE: self.tag_value(node.name)},
             "client_token": client_token,
             "network_ids": node.network_ids or None,
-            "login_key": f"{node.image_user}:{public_key}",
         }
         for purpose, value in wanted.items():
             mapped = self.create_arg(purpose)
@@ -524,17 +694,115 @@ class CloudProvider:
                 continue
             arg, options = mapped
             if purpose in ("security_groups", "network_ids"):
-                value = self._resolve(options, value)
-            arg, _, item = arg.partition(".")
-            if item:
-                kwargs.setdefault(arg, {})[item] = value
-            else:
-                kwargs[arg] = value
-        if self._create_params is None or "auth" in self._create_params:
-            if self.create_arg("key_name") is None and self.create_arg("login_key") is None:
-                kwargs["auth"] = NodeAuthSSHKey(public_key)
+                value = self._resolve(options, value) if options.get("resolve") else self._objects(arg, value)
+            if purpose == "tags":
+                value = self._tags_as(arg, value)
+            _put(kwargs, arg, value)
+        if delivery is not None:
+            self._deliver(kwargs, delivery, node, public_key, key_name)
+        kwargs.update(plan.start)
+        cloud_keys = {spec.name: spec.create for spec in self.family.keys.values() if spec.create}
+        self._mapped(kwargs, cloud_keys, self.cloud, image)
+        self._mapped(kwargs, self.family.node_keys, {k: v for k, v in node.extra.items() if k != "create"},
+                     image)
+        for name, value in self._create_keys(node).items():
+            kwargs[name] = self._objects(name, value)
         kwargs.update({k: parse_scalar(v) for k, v in extra.items()})
+        self._groups_in_subnet(kwargs)
         return kwargs
+
+    def _tags_as(self, arg: str, tags: dict):
+        """Our tags as ``arg`` takes them: a dict, or ``key=value`` items for a list."""
+        param = self.info.create.get(arg)
+        if param is not None and param.type == "list":
+            return [f"{key}={value}" for key, value in tags.items()]
+        return tags
+
+    def _deliver(self, kwargs: dict, delivery, node, public_key: str, key_name: str) -> None:
+        """Put the login's SSH key where ``delivery`` says (user data is done with the userdata)."""
+        if delivery.way == "auth":
+            from libcloud.compute.base import NodeAuthSSHKey
+
+            kwargs["auth"] = NodeAuthSSHKey(public_key)
+        elif delivery.way == "key_name":
+            _put(kwargs, delivery.arg, key_name)
+        elif delivery.way == "key_ids":
+            _put(kwargs, delivery.arg, [self.key_pair_id(key_name)])
+        elif delivery.way == "public_keys":
+            _put(kwargs, delivery.arg, [public_key])
+        elif delivery.way == "login_key":
+            _put(kwargs, delivery.arg, f"{node.image_user}:{public_key}")
+
+    def _mapped(self, kwargs: dict, specs: dict, values: dict, image) -> None:
+        """Keys that a mapping file turns into create_node arguments (``[node_keys]``, and
+        ``create`` of cloud keys): a name, or a table with ``arg``, ``values`` (value map),
+        ``ignore`` (values meaning "not set"), ``template`` (``$key``/``$image.x`` filled in),
+        ``also`` (arguments set with it), ``same_as`` (a key that goes with another one's
+        template) and ``resolve = "subnet_of"``; ``refused`` keys never get here."""
+        context = {"image": image, **values}
+        done = set()
+        for key, spec in specs.items():
+            if key == "location" or (isinstance(spec, dict) and spec.get("same_as") == "location"):
+                continue
+            spec = {"arg": spec} if isinstance(spec, str) else dict(spec)
+            if spec.get("refused"):
+                continue
+            if spec.get("same_as"):
+                key, spec = spec["same_as"], dict(specs[spec["same_as"]])
+            group = [key] + [k for k, s in specs.items() if isinstance(s, dict) and s.get("same_as") == key]
+            if key in done or all(values.get(k) in (None, "") for k in group):
+                continue
+            done.add(key)
+            value = values.get(key)
+            if value in spec.get("ignore", ()):
+                continue
+            if "values" in spec:
+                value = spec["values"].get(str(value).lower(), value)
+            if "template" in spec:
+                value = _fill(spec["template"], context)
+            if spec.get("resolve") == "subnet_of":
+                value = self._subnet_of(spec, str(value), kwargs)
+                if value is None:
+                    continue
+            _put(kwargs, spec["arg"], value)
+            if value:
+                for arg, extra_value in spec.get("also", {}).items():
+                    _put(kwargs, arg, extra_value)
+
+    def _groups_in_subnet(self, kwargs: dict) -> None:
+        """``[create] security_groups`` with ``in_subnet``: with a subnet, the groups go by id
+        (the groups of those names in the subnet's network), as EC2 wants them."""
+        mapped = self.create_arg("security_groups")
+        spec = mapped[1].get("in_subnet") if mapped else None
+        subnet = kwargs.get(spec["subnet"]) if spec else None
+        names = kwargs.get(mapped[0]) if mapped else None
+        if not spec or subnet is None or not names:
+            return
+        network = (getattr(subnet, "extra", None) or {}).get(spec.get("field", "vpc_id"))
+        groups = self.call("listing security groups", getattr(self.driver, spec["list"]),
+                           filters={spec["filter"]: network})
+        ids = {getattr(g, "name", None): g.id for g in groups}
+        missing = [n for n in names if n not in ids]
+        if missing:
+            raise CloudError(f"security group {', '.join(missing)} does not exist in network {network}")
+        kwargs.pop(mapped[0])
+        kwargs[spec["arg"]] = [ids[n] for n in names]
+
+    def _subnet_of(self, spec: dict, network: str, kwargs: dict):
+        """A subnet of ``network`` (id or name) for ``spec['arg']``, unless network_ids chose one."""
+        if kwargs.get(spec["arg"]) is not None:
+            return None
+        network_id = self.network_id()
+        field = spec.get("field", "vpc_id")
+        subnets = [s for s in self.call("listing subnets", getattr(self.driver, spec["subnets"]))
+                   if (getattr(s, "extra", None) or {}).get(field) == network_id]
+        if not subnets:
+            raise CloudError(f"vpc '{network}' has no subnet to start nodes in")
+        location = kwargs.get("location")
+        zone = getattr(getattr(location, "availability_zone", None), "name", None) or getattr(
+            location, "name", None)
+        in_zone = [s for s in subnets if (s.extra or {}).get("zone") == zone] if zone else []
+        return sorted(in_zone or subnets, key=lambda s: s.id)[0]
 
     def create(self, node, kwargs: dict):
         return self.call(f"creating {node.name}", self.driver.create_node, **kwargs)
@@ -559,18 +827,88 @@ class CloudProvider:
         if not spec:
             log.warning("request_floating_ip: this cloud's mapping has no floating IP support")
             return None
-        ip = self._invoke(spec["allocate"])
+        ip = self._invoke(spec["allocate"], pool=self.cloud.get("floating_network_id"))
         self._invoke(spec["attach"], node=instance, ip=ip)
-        return getattr(ip, "ip", None) or getattr(ip, "ip_address", None) or str(ip)
+        return _address(ip)
+
+    def release_floating_ip(self, address: str) -> None:
+        """Give back the floating IP ``address`` that ``floating_ip`` allocated (``[floating_ip]
+        release``, found through ``list``); one the cloud no longer has counts as released."""
+        spec = self.family.floating_ip
+        if not spec or not spec.get("release"):
+            return
+        listed = self._invoke(spec["list"]) if spec.get("list") else [address]
+        ip = next((i for i in listed if _address(i) == address), None)
+        if ip is None:
+            return
+        if spec.get("detach"):
+            try:
+                self._invoke(spec["detach"], ip=ip)
+            except CloudError as err:
+                log.debug("detaching floating IP %s: %s", address, err)
+        try:
+            self._invoke(spec["release"], ip=ip)
+        except CloudError as err:
+            if not _NOT_FOUND.search(str(err)):
+                raise
+
+
+def _address(ip) -> str:
+    return getattr(ip, "ip", None) or getattr(ip, "ip_address", None) or str(ip)
+
+
+def _put(kwargs: dict, arg: str, value) -> None:
+    """``kwargs[arg] = value``; ``arg`` = ``name.item`` sets an item of a dict argument."""
+    arg, _, item = arg.partition(".")
+    if item:
+        kwargs.setdefault(arg, {})[item] = value
+    else:
+        kwargs[arg] = value
+
+
+def _fill(template, context: dict):
+    """``template`` (lists, tables, strings) with ``$name`` / ``$image.extra.x`` filled in from
+    ``context``; table entries whose value is missing are left out."""
+    if isinstance(template, list):
+        return [_fill(item, context) for item in template]
+    if isinstance(template, dict):
+        filled = {key: _fill(value, context) for key, value in template.items()}
+        return {key: value for key, value in filled.items() if value is not None}
+    if isinstance(template, str) and template.startswith("$"):
+        value = context
+        for part in template[1:].split("."):
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, (list, tuple)) and part.isdigit():
+                value = value[int(part)] if int(part) < len(value) else None
+            else:
+                value = getattr(value, part, None)
+            if value is None:
+                return None
+        return value
+    return template
+
+
+def lister_for(info, name: str) -> str | None:
+    """The driver method that lists the objects argument ``name`` takes (``ex_list_networks``
+    for ``networks``, ``ex_list_projects`` for ``project``), or None."""
+    base = name[3:] if name.startswith("ex_") else name
+    for candidate in (base, base + "s", base.removesuffix("_ids") + "s", base.removesuffix("_id") + "s"):
+        for method in (f"ex_list_{candidate}", f"list_{candidate}"):
+            if method in info.lists or method in info.implements:
+                return method
+    return None
 
 
 def provider_for(config, cloud_name: str, cluster_name: str | None = None) -> CloudProvider:
     """The CloudProvider of cloud section ``cloud_name`` for cluster ``cluster_name``."""
-    return provider_of(config.cloud(cloud_name), cluster_name)
+    return provider_of(config.cloud(cloud_name), cluster_name, config=config)
 
 
-def provider_of(spec, cluster_name: str | None = None) -> CloudProvider:
-    """The CloudProvider of a checked cloud section (``config.link.CloudSpec``)."""
+def provider_of(spec, cluster_name: str | None = None, config=None) -> CloudProvider:
+    """The CloudProvider of a checked cloud section (``config.link.CloudSpec``); ``config``, when
+    there is one, gives the values state files do not keep (secret create_node keys)."""
     driver = build_driver(spec.provider, spec.family, spec.values)
     return CloudProvider(driver, spec.family, spec.values, cluster_name,
-                         factory=lambda: build_driver(spec.provider, spec.family, spec.values))
+                         factory=lambda: build_driver(spec.provider, spec.family, spec.values),
+                         config=config, cloud_section=f"cloud/{spec.name}")

@@ -8,6 +8,9 @@ argument it becomes (``arg``), deprecated names and obsolete keys.
 
 A ``provider`` with no mapping file is looked up in libcloud's own list of
 compute providers; its keys then go to the driver as they are.
+``drivers/_conventions.toml`` holds what libcloud's drivers call the
+``create_node`` arguments we fill (key pair, user data, tags...), for every
+family whose own file does not say.
 """
 from __future__ import annotations
 
@@ -43,6 +46,9 @@ class KeySpec:
     deprecated: tuple[str, ...] = ()
     obsolete: str | None = None
     describe: str = ""
+    #: the ``create_node`` argument the value becomes for every node (a name, or a table as
+    #: in ``[node_keys]``), instead of a constructor argument
+    create: object = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class CloudFamily:
     floating_ip: dict = field(default_factory=dict, hash=False)
     #: how ``list_nodes`` narrows to one cluster (filter) and looks instances up by id (by_ids)
     listing: dict = field(default_factory=dict, hash=False)
+    #: cluster and node keys (boot_disk_size, tags, ...) -> the ``create_node`` argument each
+    #: becomes, or ``{refused = "why"}``; a key a family does not list is refused
+    node_keys: dict = field(default_factory=dict, hash=False)
 
     def renamed(self) -> dict[str, str]:
         """Deprecated key name -> current name."""
@@ -101,6 +110,7 @@ def _load_family(path) -> CloudFamily:
             deprecated=tuple(spec.get("deprecated", ())),
             obsolete=spec.get("obsolete"),
             describe=spec.get("describe", ""),
+            create=spec.get("create"),
         )
     return CloudFamily(
         name=path.stem,
@@ -115,6 +125,7 @@ def _load_family(path) -> CloudFamily:
         security_group=dict(data.get("security_group", {})),
         floating_ip=dict(data.get("floating_ip", {})),
         listing=dict(data.get("listing", {})),
+        node_keys=dict(data.get("node_keys", {})),
     )
 
 
@@ -123,10 +134,19 @@ def mapped_families() -> dict[str, CloudFamily]:
     """provider name -> family, for every mapping file in ``drivers/``."""
     by_name: dict[str, CloudFamily] = {}
     for path in sorted(bundled_dir("drivers").glob("*.toml")):
+        if path.name.startswith("_"):
+            continue
         family = _load_family(path)
         for name in family.names:
             by_name[name] = family
     return by_name
+
+
+@cache
+def conventions() -> dict:
+    """``drivers/_conventions.toml``: libcloud's usual names of the arguments we fill."""
+    with open(bundled_dir("drivers") / "_conventions.toml", "rb") as stream:
+        return tomllib.load(stream)
 
 
 @cache

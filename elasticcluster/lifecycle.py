@@ -140,7 +140,7 @@ def prepare(provider: CloudProvider, cluster: Cluster, nodes: list[Node], public
     for node in nodes:
         provider.image(node.image_id)
         provider.size(node.flavor)
-        provider.check_extra_args(ex_args(node))
+        provider.check_node(node)
 
 
 def ex_args(node: Node) -> dict:
@@ -427,7 +427,21 @@ def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[N
         if node.name not in outcome.failed:
             node.state = "terminated"
             outcome.done.append(node)
+    _release_floating_ips(provider, outcome)
     return outcome
+
+
+def _release_floating_ips(provider: CloudProvider, outcome: Outcome) -> None:
+    """Give back the floating IPs ``request_floating_ip`` took for the nodes terminated."""
+    for node in outcome.done:
+        if node.extra.get("floating_ip"):
+            try:
+                provider.release_floating_ip(node.extra["floating_ip"])
+            except CloudError as err:
+                log.warning("%s: could not release floating IP %s: %s", node.name,
+                            node.extra["floating_ip"], err)
+                continue
+            node.extra.pop("floating_ip")
 
 
 def wait_terminated(provider: CloudProvider, cluster: Cluster, timeout: float = 600) -> bool:

@@ -7,7 +7,8 @@ in ``$XDG_CACHE_HOME/elasticcluster/`` (mode 0600) and used again while
 nothing it was made from has changed: the config files (path, size, mtime,
 inode, mode), the files it consulted (mapping files, libcloud's provider
 list), elasticcluster's version and the environment variables the config
-refers to (compared through a salted hash, never stored). Set
+refers to (compared through a salted hash, never stored), and the installed
+libcloud whose drivers' signatures the configuration was checked against. Set
 ELASTICCLUSTER_NO_CACHE=1 to bypass it.
 """
 from __future__ import annotations
@@ -117,6 +118,12 @@ def _consulted_files() -> list[str]:
     libcloud = sys.modules.get("libcloud.compute.providers")
     if libcloud is not None:
         files.append(libcloud.__file__)
+    if "elasticcluster.driver_info" in sys.modules:
+        # the drivers' signatures the templates were checked against (also read from a cache of
+        # their own, without importing libcloud): a libcloud upgrade rewrites these files
+        from elasticcluster.driver_info import consulted_files
+
+        files += [f for f in consulted_files() if f not in files]
     return files
 
 

@@ -28,6 +28,13 @@ class Result:
         return self.stdout + self.stderr
 
 
+@pytest.fixture(autouse=True)
+def _cache_of_the_test_run(tmp_path_factory, monkeypatch):
+    """Caches (what libcloud's drivers take, list-templates reports) go to a folder of the test
+    run, never to the HOME of whoever runs the tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh HOME (and cache folder) for this test, for the API and the CLI alike."""

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from elasticcluster import __version__
-from elasticcluster.cli import lifecycle, logsetup, reports
+from elasticcluster.cli import clouds, lifecycle, logsetup, reports
 from elasticcluster.exceptions import ElasticClusterError
 from elasticcluster.paths import DEFAULT_CONFIG, DEFAULT_STORAGE
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     lifecycle.register(subparsers, common)
     reports.register(subparsers, common)
+    clouds.register(subparsers, common)
     return parser
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elasticcluster import cloud_catalog
-from elasticcluster.config import schema
+from elasticcluster.config import cloud_keys, schema
 from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, Location, RawConfig, Section, read_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
 
@@ -41,8 +41,11 @@ class NodeKind:
     image_userdata: str = ""
     network_ids: list[str] = field(default_factory=list)
     vars: dict[str, object] = field(default_factory=dict)
-    #: the other node-level keys (boot_disk_size, accelerator_type, ...)
+    #: the other node-level keys (boot_disk_size, accelerator_type, ...), and under "create"
+    #: the create_node arguments set by keys of the same name
     extra: dict[str, object] = field(default_factory=dict)
+    #: create_node arguments with secret values (kept out of state files: read from here)
+    create_secrets: dict[str, object] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -183,11 +186,44 @@ def _declared_kinds(values: dict) -> set[str]:
     return {k[: -len("_nodes")] for k in values if k.endswith("_nodes") and not k.endswith("_min_nodes")}
 
 
+def _min_nodes_spelling(section: Section, values: dict, problems: list[str]) -> dict:
+    """ElastiCluster 1.3's ``KIND_nodes_min`` (its documented spelling) as ``KIND_min_nodes``."""
+    values = dict(values)
+    for key in [k for k in values if k.endswith("_nodes_min")]:
+        kind = key[: -len("_nodes_min")]
+        other = f"{kind}_min_nodes"
+        if other in values:
+            problems.append(f"{section.locate(key)}: both {key} and {other} are given; keep one")
+            continue
+        values[other] = values.pop(key)
+        section.where.setdefault(other, section.where.get(key, section.header))
+    return values
+
+
+def _ssh_to_kind(section: Section, ssh_to: str | None, declared: set[str], problems: list[str]):
+    """The node kind ``ssh_to`` names: a kind, or (as ElastiCluster 1.3 allowed) a node's name."""
+    if not ssh_to or not declared or ssh_to in declared:
+        return ssh_to
+    match = re.fullmatch(r"(.+?)(\d{3,})", ssh_to)
+    if match and match.group(1) in declared:
+        kind, index = match.group(1), int(match.group(2))
+        if index != 1:
+            log.warning("%s = %s: the frontend is the first %s node (%s001) while it exists",
+                        section.locate("ssh_to"), ssh_to, kind, kind)
+        return kind
+    problems.append(f"{section.locate('ssh_to')} = {ssh_to!r} is not a node kind of this "
+                    f"cluster; expected one of: {', '.join(sorted(declared))} (or a node's name, "
+                    f"e.g. {sorted(declared)[0]}001)")
+    return ssh_to
+
+
 class _Linker:
     def __init__(self, raw: RawConfig, path: Path):
         self.raw = raw
         self.path = path
         self.checked: dict[tuple[str, str], schema.Checked] = {}
+        self.drivers: dict[str, cloud_keys.CloudDriver] = {}
+        self.warned: set[str] = set()
         self.families: dict[str, cloud_catalog.CloudFamily | None] = {}
         self.secrets: set[str] = set()
 
@@ -210,8 +246,9 @@ class _Linker:
         for (kind, name), section in self.raw.sections.items():
             if kind == "cloud":
                 checked, family = self._check_cloud(section)
+                driver = self._driver(section, family, checked)
                 clouds[name] = CloudSpec(name, checked.values.get("provider", ""), family,
-                                         checked.values, checked.problems)
+                                         checked.values, checked.problems + driver.build_problems)
         return Config(self.path, self.raw.files, templates, skipped, secrets=self.secrets,
                       clouds=clouds)
 
@@ -252,6 +289,15 @@ class _Linker:
                 self.secrets.add(value)
         return checked, family
 
+    def _driver(self, section: Section, family, checked: schema.Checked) -> cloud_keys.CloudDriver:
+        """What the cloud section's driver takes (once per section; none for a broken one)."""
+        if section.name not in self.drivers:
+            if family is None or checked.problems:
+                self.drivers[section.name] = cloud_keys.CloudDriver()
+            else:
+                self.drivers[section.name] = cloud_keys.cloud_driver(section, family, checked.values)
+        return self.drivers[section.name]
+
     def _linked(self, cluster: Section, key: str, type_: str, value: str, problems: list[str]):
         section = self._section(type_, value)
         if section is None:
@@ -275,11 +321,19 @@ class _Linker:
                 if (key not in schema.FIXED["cluster"] and re.fullmatch(schema.KIND, key)
                         and f"{key}_groups" in setup_raw.values and f"{key}_nodes" not in section.values):
                     legacy_counts[key] = f"{key}_nodes"
-        checked = self._check(section, schema=schema.FIXED["cluster"], patterns=schema.PATTERNS["cluster"],
+        # the cloud's driver first: it says which create_node arguments the cluster may set
+        driver = None
+        cloud_raw = self._section("cloud", (section.values.get("cloud") or "").strip())
+        if cloud_raw is not None:
+            cloud_checked, cloud_family = self._check_cloud(cloud_raw)
+            driver = self._driver(cloud_raw, cloud_family, cloud_checked)
+        create_patterns = cloud_keys.create_patterns(driver.plan if driver else None)
+        checked = self._check(section, schema=schema.FIXED["cluster"],
+                              patterns=create_patterns + schema.PATTERNS["cluster"],
                               renamed={**schema.RENAMED["cluster"], **legacy_counts},
                               obsolete=schema.OBSOLETE["cluster"])
         problems += checked.problems
-        values = checked.values
+        values = _min_nodes_spelling(section, checked.values, problems)
         cloud_sec = login_sec = setup_sec = None
         if values.get("cloud"):
             cloud_sec = self._linked(section, "cloud", "cloud", values["cloud"], problems)
@@ -292,6 +346,7 @@ class _Linker:
         if cloud_sec is not None:
             cloud_checked, family = self._check_cloud(cloud_sec)
             problems += cloud_checked.problems
+            problems += self._driver(cloud_sec, family, cloud_checked).problems
             cloud = cloud_checked.values
         if login_sec is not None:
             login_checked = self._check(login_sec, schema=schema.FIXED["login"])
@@ -302,12 +357,10 @@ class _Linker:
                                         patterns=schema.PATTERNS["setup"])
             problems += setup_checked.problems
             setup = setup_checked.values
-        kinds = self._kinds(section, values, setup, setup_sec, logins, problems)
-        ssh_to = values.get("ssh_to")
-        declared = _declared_kinds(values)
-        if ssh_to and declared and ssh_to not in declared:
-            problems.append(f"{section.locate('ssh_to')} = {ssh_to!r} is not a node kind of this "
-                            f"cluster; expected one of: {', '.join(sorted(declared))}")
+        plan = driver.plan if driver is not None and not driver.problems else None
+        kinds = self._kinds(section, values, setup, setup_sec, logins, problems,
+                            plan=plan, create_patterns=create_patterns, cloud_sec=cloud_sec)
+        ssh_to = _ssh_to_kind(section, values.get("ssh_to"), _declared_kinds(values), problems)
         problems = list(dict.fromkeys(problems))
         if problems:
             return problems, None
@@ -320,7 +373,8 @@ class _Linker:
             setup=setup, cluster=values, kinds=kinds, global_vars=global_vars, ssh_to=ssh_to)
 
     def _kinds(self, section: Section, values: dict, setup: dict | None, setup_sec: Section | None,
-               logins: dict[str, dict], problems: list[str]) -> dict[str, NodeKind] | None:
+               logins: dict[str, dict], problems: list[str], plan=None, create_patterns=(),
+               cloud_sec: Section | None = None) -> dict[str, NodeKind] | None:
         counts = {k[: -len("_nodes")]: v for k, v in values.items()
                   if k.endswith("_nodes") and not k.endswith("_min_nodes") and isinstance(v, int)}
         if not counts:
@@ -332,11 +386,28 @@ class _Linker:
         for kind, count in sorted(counts.items()):
             node_sec = self._section("node", f"{section.name}/{kind}")
             node = dict(values)
+            where = {k: section for k in section.values}
             if node_sec is not None:
                 node_checked = self._check(node_sec, schema=schema.FIXED["node"],
-                                           patterns=schema.PATTERNS["node"])
+                                           patterns=list(create_patterns) + schema.PATTERNS["node"])
                 problems += node_checked.problems
                 node.update(node_checked.values)
+                where.update({k: node_sec for k in node_sec.values})
+            create = cloud_keys.CreateKeys()
+            if plan is not None:
+                create = cloud_keys.create_keys(plan, node, where, problems)
+                cloud_keys.check_kind(plan, cloud_sec.values.get("provider", "").strip(), cloud_sec, node,
+                                      {**where, "@cluster": section}, kind, section.title,
+                                      set(create.values) | set(create.secrets), problems, self.warned)
+            extra = {k: node[k] for k in NODE_KEYS
+                     if k in node and k not in ("image_id", "flavor", "security_group", "image_userdata",
+                                                "network_ids", "login")}
+            if create.values:
+                extra["create"] = create.values
+            if create.secrets:
+                extra["create_secrets"] = {"template": section.name, "keys": sorted(create.secrets)}
+            if plan is None:  # no driver known (a broken cloud section): as written
+                extra.update({k: v for k, v in node.items() if k.startswith("ex_")})
             where = node_sec if node_sec is not None and "image_id" in node_sec.values else section
             groups: list[str] = []
             if setup is not None:
@@ -371,11 +442,8 @@ class _Linker:
                 kind=kind, count=count, min_count=min_count, groups=list(groups), login=login,
                 image_id=node.get("image_id", ""), flavor=node.get("flavor", ""),
                 security_group=node.get("security_group"), image_userdata=node.get("image_userdata", ""),
-                network_ids=list(node.get("network_ids") or []), vars=kind_vars,
-                extra={**{k: node[k] for k in NODE_KEYS
-                          if k in node and k not in ("image_id", "flavor", "security_group",
-                                                     "image_userdata", "network_ids", "login")},
-                       **{k: v for k, v in node.items() if k.startswith("ex_")}})
+                network_ids=list(node.get("network_ids") or []), vars=kind_vars, extra=extra,
+                create_secrets=create.secrets)
         for (type_, name), node_sec in self.raw.sections.items():
             owner, _, kind = name.partition("/")
             if type_ == "node" and owner == section.name and kind not in counts:

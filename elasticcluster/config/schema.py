@@ -87,6 +87,11 @@ _NODE_KEYS = {
     "accelerator_count": _rule("integer", "a whole number, 0 or more", min=0),
     "location": _rule("string", "a location / availability zone of the cloud"),
     "availability_zone": _rule("string", "an availability zone of the cloud"),
+    # ElastiCluster 1.3's Google keys (other families map them or refuse them, drivers/*.toml)
+    "tags": _rule("list", "a comma-separated list of network tags"),
+    "scheduling": _rule("string", "preemptible or standard", allowed=["preemptible", "standard"]),
+    "allow_project_ssh_keys": _rule("boolean", "yes or no"),
+    "min_cpu_platform": _rule("string", "a CPU platform name"),
 }
 
 FIXED = {
@@ -129,6 +134,8 @@ PATTERNS = {
     ],
     "cluster": [
         (re.compile(rf"^({KIND})_min_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
+        # ElastiCluster 1.3's spelling (the one its documentation prefers)
+        (re.compile(rf"^({KIND})_nodes_min$"), _rule("integer", "a whole number, 0 or more", min=0)),
         (re.compile(rf"^({KIND})_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
         (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
         (re.compile(r"^ex_\w+$"), _rule("string", "a value for the cloud driver's create_node")),
@@ -180,7 +187,13 @@ def cloud_schema(family) -> tuple[dict, dict[str, str], dict[str, str]]:
         if spec.required:
             extra["required"] = True
         schema[spec.name] = _rule(spec.type, spec.describe or f"a {spec.type}", **extra)
+    if "location" not in schema and not family.passthrough:
+        schema["location"] = _LOCATION
     return schema, family.renamed(), obsolete
+
+
+#: where nodes start, for every cloud whose driver's create_node takes a location
+_LOCATION = _rule("string", "a location (region, zone) id or name of the cloud, where nodes start")
 
 
 _ANY_STRING = _rule("string", "a value")

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "list": ["--json"],
     "list-nodes": ["-u", "--update", "--json", "cluster"],
     "list-templates": ["--json", "GLOB"],
+    "list-clouds": ["--json", "GLOB"],
     "setup": ["cluster"],
     "resize": ["-a", "--add", "-r", "--remove", "--no-setup", "--yes", "cluster"],
     "ssh": ["cluster"],

@@ -196,8 +196,9 @@ def test_ex_keys_go_to_create_node_and_unknown_ones_are_refused(moto, ec, ssh_ke
                         cluster_extra="ex_no_such_thing = 3\n"))
     result = ec("start", "slurm")
     assert result.returncode == 2
-    assert "ex_no_such_thing: not a parameter of EC2NodeDriver.create_node" in result.stderr
-    assert "ex_keyname" in result.stderr
+    # refused when the configuration loads, where it is written, listing what may be set instead
+    assert "[cluster/slurm] ex_no_such_thing: not a parameter of EC2NodeDriver.create_node" in result.stderr
+    assert "ex_ebs_optimized" in result.stderr
     assert moto.instances() == []
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.config.cfgtools import cluster_names, list_json, listed, skipped, warnings
 
 #: each problem says what is expected, or what to do
-WHAT_TO_DO = ("expected", "did you mean", "defined: ", "add one")
+WHAT_TO_DO = ("expected", "did you mean", "defined: ", "add one", "remove it", "; add ")
 #: a problem starts with FILE:LINE: [type/name]
 PROBLEM = re.compile(r"^(?P<file>/\S+?):(?P<line>\d+): \[(cloud|login|setup|cluster)/[^\]]+\]")
 

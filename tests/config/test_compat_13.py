@@ -37,7 +37,8 @@ ALONE = {
     "slurm-with-gpu-on-google.conf": (0, {"gpu-slurm"}),
     "slurm.conf": (2, set()),
     "storage.conf": (2, set()),
-    "two-clusters-on-azure-complete.conf": (0, {"azure-slurm", "azure-sge"}),
+    # libcloud's Azure driver needs a resource group, which 1.3 made by itself: refused, saying so
+    "two-clusters-on-azure-complete.conf": (2, set()),
 }
 
 
@@ -56,6 +57,14 @@ def test_file_alone(cli, tmp_path, main):
                          ids=[f"{m.name}+{a.name}" for m in MAIN for a in AUTH])
 def test_file_with_auth_in_d_folder(cli, tmp_path, main, auth):
     check_run(cli, install(tmp_path, main, auth), [main, auth])
+
+
+def test_azure_clusters_of_13_are_told_to_name_a_resource_group(cli, tmp_path):
+    source = OURS / "two-clusters-on-azure-complete.conf"
+    result, data = check_run(cli, install(tmp_path, source), [source])
+    for name in ("azure-slurm", "azure-sge"):
+        assert any("create_node needs ex_resource_group" in p and f"add ex_resource_group = ... to "
+                   f"[cluster/{name}]" in p for p in skipped(data)[name]), skipped(data)[name]
 
 
 def test_setup_key_of_13_is_accepted_with_a_deprecation_warning(cli, tmp_path):

@@ -75,7 +75,8 @@ def test_ssh_to_names_a_kind_that_does_not_exist(write_config):
     path = write_config(text)
     problems = load_config(path).skipped["slurm"]
     assert problems == [f"{path}:{key_line(text, CLUSTER, 'ssh_to')}: [{CLUSTER}] ssh_to = 'head' is not a "
-                        "node kind of this cluster; expected one of: compute, frontend"]
+                        "node kind of this cluster; expected one of: compute, frontend (or a node's name, "
+                        "e.g. compute001)"]
 
 
 def test_bad_count_of_the_ssh_to_kind_is_one_problem(write_config):

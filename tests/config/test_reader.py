@@ -352,7 +352,8 @@ def test_readable_d_file_with_passthrough_key_is_warned(cli, write_config):
     """A libcloud provider's ``key`` is a secret too (regression: it was not warned about)."""
     main = write_config(VALID_CONFIG.replace("[cloud/hobbes]", "[cloud/unused]"))
     token = "dop_v1_0123456789abcdef"
-    write_config(f"[cloud/hobbes]\nprovider = digitalocean\nkey = {token}\n", "config.d/do.conf", mode=0o644)
+    write_config(f"[cloud/hobbes]\nprovider = digitalocean\nkey = {token}\nlocation = nyc1\n", "config.d/do.conf",
+                 mode=0o644)
     result = cli("-vvv", "-c", str(main), "list-templates", "--json")
     no_traceback(result)
     assert result.returncode == 0, result.output

@@ -19,6 +19,8 @@ class TinyNodeDriver(NodeDriver):
     name = "Tiny (elasticcluster tests)"
     website = "https://example.org/"
     type = "tiny"
+    # `auth` takes an SSH key: how elasticcluster puts the login's key on a node
+    features = {"create_node": ["ssh_key"]}
 
     def __init__(self, api_token, region="here", max_nodes=3):
         # no NodeDriver.__init__: there is no connection to make
@@ -36,9 +38,9 @@ class TinyNodeDriver(NodeDriver):
     def list_sizes(self, location=None):
         return [NodeSize("tiny-size", "tiny-size", 512, 1, 0, 0, self)]
 
-    def create_node(self, name, size, image, ex_metadata=None):
+    def create_node(self, name, size, image, auth=None, ex_metadata=None):
         with _LOCK:
             node = Node(f"tiny-{len(self.nodes)}", name, NodeState.RUNNING, [], [], self,
-                        extra={"metadata": dict(ex_metadata or {})})
+                        extra={"metadata": dict(ex_metadata or {}), "auth": auth})
             self.nodes.append(node)
         return node
