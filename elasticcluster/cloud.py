@@ -12,9 +12,12 @@ import difflib
 import importlib
 import inspect
 import logging
+import os
+import random
 import re
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 from elasticcluster import create_args, driver_info
@@ -39,9 +42,16 @@ _QUOTA = re.compile(r"InstanceLimitExceeded|InsufficientInstanceCapacity|VcpuLim
 _TRANSIENT = re.compile(r"RequestLimitExceeded|Throttl|ServiceUnavailable|InternalError|"
                         r"Unavailable|temporarily|try again|timed out|Connection reset|"
                         r"\b50[0234]\b|\b429\b", re.I)
+_EXISTS = re.compile(r"Duplicate|already exists|exists already|AlreadyExists", re.I)
 _NOT_FOUND = re.compile(r"NotFound|not found|does not exist|No such|\b404\b", re.I)
 _AUTH = re.compile(r"AuthFailure|InvalidClientTokenId|SignatureDoesNotMatch|Unauthorized|"
                    r"InvalidCreds|Forbidden|\b401\b|UnrecognizedClient", re.I)
+
+
+#: retries of a transient error (throttling, 5xx, a dropped connection), and the first
+#: back-off delay in seconds (doubled each time, with jitter): about 15 s in all
+RETRIES = 5
+BACKOFF = float(os.environ.get("ELASTICCLUSTER_RETRY_BACKOFF") or 0.5)
 
 
 def classify(error: BaseException) -> type[CloudError]:
@@ -49,7 +59,7 @@ def classify(error: BaseException) -> type[CloudError]:
     from libcloud.common.exceptions import RateLimitReachedError
     from libcloud.common.types import InvalidCredsError, ServiceUnavailableError
 
-    text = f"{type(error).__name__}: {error}"
+    text = f"{type(error).__name__}: {describe(error)}"
     if isinstance(error, InvalidCredsError) or _AUTH.search(text):
         return CloudError
     if _QUOTA.search(text):
@@ -68,8 +78,17 @@ def classify(error: BaseException) -> type[CloudError]:
 
 
 def describe(error: BaseException) -> str:
-    """A one-line description of a driver exception, without secrets (redaction is on top)."""
-    text = str(error).strip() or type(error).__name__
+    """A one-line description of a driver exception, without secrets (redaction is on top).
+
+    An HTTP error whose body the driver could not read (libcloud then gives no message) is
+    described by its status: ``HTTP 503 (the cloud's answer could not be read)``.
+    """
+    text = str(error).strip()
+    status = getattr(error, "code", None) or getattr(error, "status", None)
+    if not text:
+        text = type(error).__name__
+        if isinstance(status, int):
+            text += f": HTTP {status} (the cloud's answer could not be read)"
     text = re.sub(r"\s+", " ", text)
     return text if len(text) < 900 else text[:897] + "..."
 
@@ -137,8 +156,13 @@ def constructor_args(provider: str, family: CloudFamily, cloud: dict, cls) -> tu
         if spec.arg == "@url":
             parts = urlsplit(value)
             args.update(host=parts.hostname, secure=parts.scheme == "https")
-            if parts.port:
-                args["port"] = parts.port
+            try:
+                port = parts.port
+            except ValueError as err:
+                raise ConfigurationError(f"[cloud] {spec.name} = {value}: {err}; expected a URL such as "
+                                         "https://host:8773/path") from None
+            if port:
+                args["port"] = port
             if parts.path and parts.path != "/":
                 attributes["path"] = parts.path
             continue
@@ -260,6 +284,20 @@ class CloudProvider:
         except Exception as err:
             raise classify(err)(f"{what}: {describe(err)}") from err
 
+    def read(self, what: str, method, *args, **kwargs):
+        """``call`` for what may be asked again: reads, and terminate/stop/start of an instance.
+        A transient error is retried with exponential back-off (``RETRIES``, ``BACKOFF``)."""
+        delay = BACKOFF
+        for attempt in range(RETRIES + 1):
+            try:
+                return self.call(what, method, *args, **kwargs)
+            except TransientCloudError as err:
+                if attempt == RETRIES:
+                    raise
+                log.info("%s; retrying in %.1fs", err, delay)
+                time.sleep(delay * (1 + random.random() / 2))
+                delay *= 2
+
     def create_arg(self, purpose: str):
         """The argument of one create purpose (userdata, tags, ...) and its options, or None."""
         return self.plan.purposes.get(purpose)
@@ -346,7 +384,7 @@ class CloudProvider:
         if spec.get("filter"):
             kwargs[spec["filter"]] = {key: str(value).replace("$cluster", self.tag_value(self.cluster_name))
                                       for key, value in spec.get("filter_values", {}).items()}
-        instances = self.call("listing the nodes", self.driver.list_nodes, **kwargs)
+        instances = self.read("listing the nodes", self.driver.list_nodes, **kwargs)
         # an instance whose id the state file holds is the cluster's, whatever its name became
         known = {str(i) for i in known_ids if i}
         mine = [i for i in instances if self.node_name_of(i) is not None or str(i.id) in known]
@@ -360,7 +398,7 @@ class CloudProvider:
     def _by_ids(self, argument: str, ids: list[str]) -> list:
         """Instances of ``ids`` (one call; one call each if the cloud refuses an unknown id)."""
         try:
-            return list(self.call("looking nodes up", self.driver.list_nodes, **{argument: ids}))
+            return list(self.read("looking nodes up", self.driver.list_nodes, **{argument: ids}))
         except CloudError:
             if len(ids) == 1:
                 return []  # gone for good
@@ -390,10 +428,13 @@ class CloudProvider:
             log.info("importing SSH key pair '%s'", name)
             try:
                 existing = self._import_key_pair(name, public_key)
-            except CloudError as err:
-                if "Duplicate" not in str(err) and "exists" not in str(err):
-                    raise
+            except CloudError:
+                # there after all (a try whose answer was lost, or someone else meanwhile)? the
+                # cloud's error may not say so readably: ask it
                 existing = self._key_pair(name)
+                if existing is None:
+                    raise
+                self._check_same_key(name, existing, public_key)
             if existing is not None:
                 self._key_pairs[name] = existing
             return
@@ -403,11 +444,11 @@ class CloudProvider:
     def _import_key_pair(self, name: str, public_key: str):
         what = f"importing key pair '{name}'"
         if "import_key_pair_from_string" in self.info.implements:
-            return self.call(what, self.driver.import_key_pair_from_string, name, public_key)
+            return self.read(what, self.driver.import_key_pair_from_string, name, public_key)
         # DigitalOcean, Linode, Maxihost... take the public key in create_key_pair
         params = inspect.signature(self.driver.create_key_pair).parameters
         arg = next(a for a in ("public_key", "ex_public_key", "key_material") if a in params)
-        return self.call(what, self.driver.create_key_pair, name, **{arg: public_key})
+        return self.read(what, self.driver.create_key_pair, name, **{arg: public_key})
 
     @staticmethod
     def _check_same_key(name: str, existing, public_key: str) -> None:
@@ -442,7 +483,7 @@ class CloudProvider:
     def _key_pair(self, name: str):
         """The cloud's key pair ``name``, or None (one listing call)."""
         try:
-            pairs = self.call("listing key pairs", self.driver.list_key_pairs)
+            pairs = self.read("listing key pairs", self.driver.list_key_pairs)
         except NotImplementedError:
             return None
         return next((pair for pair in pairs if pair.name == name), None)
@@ -454,13 +495,36 @@ class CloudProvider:
         network = self.network_id()
         if network and spec.get("in_network"):
             return self._ensure_group_in(spec["in_network"], name, network)
-        groups = self.call("listing security groups", getattr(self.driver, spec["list"]))
-        names = {g if isinstance(g, str) else getattr(g, "name", None) for g in groups}
-        if name in names:
+        if self._group(spec, name) is not None:
             return
         log.info("creating security group '%s' with SSH open", name)
-        group = self._invoke(spec["create"], name=name)
-        self._invoke(spec["allow_ssh"], name=name, group=group)
+        try:
+            group = self._invoke(spec["create"], retry=True, name=name)
+        except CloudError:
+            # made by a try whose answer was lost, or by someone else meanwhile (the cloud's
+            # error may not say so readably): ask it
+            group = self._group(spec, name)
+            if group is None:
+                raise
+        for attempt in (1, 2):
+            try:
+                self._invoke(spec["allow_ssh"], retry=True, name=name, group=group)
+                return
+            except CloudError as err:
+                if _EXISTS.search(str(err)):
+                    return  # opened by a try whose answer was lost
+                if attempt == 2:
+                    raise
+                # some drivers turn a lost answer into an error of their own: once more tells
+                log.info("%s; trying once more", err)
+
+    def _group(self, spec: dict, name: str):
+        """The security group ``name`` (the driver's object, or its name), or None."""
+        groups = self.read("listing security groups", getattr(self.driver, spec["list"]))
+        for group in groups:
+            if (group if isinstance(group, str) else getattr(group, "name", None)) == name:
+                return group
+        return None
 
     def _ensure_group_in(self, spec: dict, name: str, network: str) -> None:
         """Security group ``name`` of ``network`` (a VPC), made there with SSH open unless there."""
@@ -480,7 +544,7 @@ class CloudProvider:
             if create.get("resolve") == "subnet_of" and value:
                 key = ("network", str(value))
                 if key not in self._found:
-                    networks = self.call("listing networks", getattr(self.driver, create["networks"]))
+                    networks = self.read("listing networks", getattr(self.driver, create["networks"]))
                     match = [n for n in networks if value in (n.id, getattr(n, "name", None))]
                     if not match:
                         raise CloudError(f"{spec.name} '{value}' does not exist on this cloud")
@@ -488,7 +552,7 @@ class CloudProvider:
                 return self._found[key].id
         return None
 
-    def _invoke(self, spec, **values):
+    def _invoke(self, spec, retry: bool = False, **values):
         """Call ``{"call": method, "args": [...], "filters": {...}}`` with ``$name`` placeholders
         filled in (in arguments, and in the values of a ``filters`` keyword)."""
         if isinstance(spec, str):
@@ -499,7 +563,9 @@ class CloudProvider:
 
         args = [fill(a) for a in spec.get("args", [])]
         kwargs = {"filters": {k: fill(v) for k, v in spec["filters"].items()}} if "filters" in spec else {}
-        return self.call(spec["call"], getattr(self.driver, spec["call"]), *args, **kwargs)
+        # ``retry``: for calls where a try whose answer was lost shows as "already exists"
+        call = self.read if retry else self.call
+        return call(spec["call"], getattr(self.driver, spec["call"]), *args, **kwargs)
 
     def image(self, image_id: str):
         with self._lock:
@@ -509,15 +575,16 @@ class CloudProvider:
 
     def _find_image(self, image_id: str):
         try:
-            image = self.driver.get_image(image_id)
+            image = self.read(f"looking up image '{image_id}'", self.driver.get_image, image_id)
             if image is not None:
                 return image
         except NotImplementedError:
             pass
-        except Exception as err:
-            kind = classify(err)
-            if kind is not CloudError or _AUTH.search(str(err)):
-                raise kind(f"looking up image '{image_id}': {describe(err)}") from err
+        except TransientCloudError:
+            raise
+        except CloudError as err:  # not found by id (some clouds say so with an error): try names
+            if _AUTH.search(str(err)):
+                raise
         images = self._listing("images", self.driver.list_images)
         for image in images:
             if image_id in (image.id, image.name):
@@ -548,19 +615,19 @@ class CloudProvider:
         except (TypeError, ValueError):
             param = None
         if param is None or param.default is not param.empty:
-            return self.call(f"listing {what}", method)
+            return self.read(f"listing {what}", method)
         name = self._location_name(None)
         if not name:
             raise ConfigurationError(f"{self.info.name} lists {what} per location: add location = ID or name "
                                      f"to [{self.cloud_section}]")
-        return self.call(f"listing {what}", method, self.location(name))
+        return self.read(f"listing {what}", method, self.location(name))
 
     def _resolve(self, options: dict, values):
         """Map ids/names to the driver's objects (``resolve``/``by`` in the mapping)."""
         method = options.get("resolve")
         if not method:
             return values
-        items = self.call(f"listing for {options['arg']}", getattr(self.driver, method))
+        items = self.read(f"listing for {options['arg']}", getattr(self.driver, method))
         by = options.get("by", "id")
         found = []
         for value in values:
@@ -585,7 +652,7 @@ class CloudProvider:
     def _all_locations(self) -> list:
         with self._lock:
             if self._locations is None:
-                self._locations = list(self.call("listing locations", self.driver.list_locations))
+                self._locations = list(self.read("listing locations", self.driver.list_locations))
             return self._locations
 
     def location(self, name: str):
@@ -627,7 +694,7 @@ class CloudProvider:
         for item in wanted:
             key = (lister, str(item))
             if key not in self._found:
-                items = self.call(f"listing for {name}", getattr(self.driver, lister))
+                items = self.read(f"listing for {name}", getattr(self.driver, lister))
                 for candidate in items:
                     for ident in (getattr(candidate, "id", None), getattr(candidate, "name", None)):
                         if ident is not None:
@@ -779,7 +846,7 @@ class CloudProvider:
         if not spec or subnet is None or not names:
             return
         network = (getattr(subnet, "extra", None) or {}).get(spec.get("field", "vpc_id"))
-        groups = self.call("listing security groups", getattr(self.driver, spec["list"]),
+        groups = self.read("listing security groups", getattr(self.driver, spec["list"]),
                            filters={spec["filter"]: network})
         ids = {getattr(g, "name", None): g.id for g in groups}
         missing = [n for n in names if n not in ids]
@@ -794,7 +861,7 @@ class CloudProvider:
             return None
         network_id = self.network_id()
         field = spec.get("field", "vpc_id")
-        subnets = [s for s in self.call("listing subnets", getattr(self.driver, spec["subnets"]))
+        subnets = [s for s in self.read("listing subnets", getattr(self.driver, spec["subnets"]))
                    if (getattr(s, "extra", None) or {}).get(field) == network_id]
         if not subnets:
             raise CloudError(f"vpc '{network}' has no subnet to start nodes in")
@@ -808,18 +875,30 @@ class CloudProvider:
         return self.call(f"creating {node.name}", self.driver.create_node, **kwargs)
 
     def destroy(self, instance) -> None:
-        """Terminate ``instance``; one that no longer exists counts as terminated."""
+        """Terminate ``instance``; one that no longer exists counts as terminated (also when
+        the cloud's error cannot be read: the instance is then looked up by id)."""
         try:
-            self.call(f"terminating {instance.id}", self.driver.destroy_node, instance)
+            self.read(f"terminating {instance.id}", self.driver.destroy_node, instance)
         except CloudError as err:
-            if not _NOT_FOUND.search(str(err)):
-                raise
+            if _NOT_FOUND.search(str(err)) or self._gone(instance.id):
+                return
+            raise
+
+    def _gone(self, instance_id: str) -> bool:
+        """Whether the cloud says ``instance_id`` no longer runs (False if it cannot say)."""
+        if not self.family.listing.get("by_ids"):
+            return False
+        try:
+            found = self.list_instances(known_ids=[instance_id])
+        except CloudError:
+            return False
+        return all(str(i.state).lower() in ("terminated", "missing") for i in found if i.id == instance_id)
 
     def stop(self, instance) -> None:
-        self.call(f"stopping {instance.id}", self.driver.stop_node, instance)
+        self.read(f"stopping {instance.id}", self.driver.stop_node, instance)
 
     def start(self, instance) -> None:
-        self.call(f"starting {instance.id}", self.driver.start_node, instance)
+        self.read(f"starting {instance.id}", self.driver.start_node, instance)
 
     def floating_ip(self, instance) -> str | None:
         """Allocate and attach a floating IP (``request_floating_ip``); its address."""

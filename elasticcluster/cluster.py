@@ -22,9 +22,11 @@ from elasticcluster.store import CLUSTER_NAME_RE, MemRepository, check_cluster_n
 if TYPE_CHECKING:
     from elasticcluster.store import AbstractClusterRepository, ClusterFiles
 
-__all__ = ["Cluster", "Node", "check_cluster_name", "CLUSTER_NAME_RE", "KIND_RE", "parse_node_counts",
-           "use_operations"]
+__all__ = ["Cluster", "Node", "check_cluster_name", "CLUSTER_NAME_RE", "KIND_RE", "MAX_NODES",
+           "parse_node_counts", "use_operations"]
 
+#: the most nodes a cluster holds (the node names have room for more, but no cloud quota does)
+MAX_NODES = 10000
 #: kinds become host names: letters, digits, '-' and (for ElastiCluster 1.3 configs) '_'
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _INDEX_RE = re.compile(r"[0-9]{3,}")
@@ -178,6 +180,10 @@ class Cluster:
 
     def add_nodes(self, kind: str, num: int, image_id: str, image_user: str, flavor: str,
                   security_group: str | None, image_userdata: str = "", **extra) -> list[Node]:
+        total = sum(len(nodes) for nodes in self.nodes.values()) + num
+        if total > MAX_NODES:
+            raise UsageError(f"cluster {self.name} would have {total} nodes; a cluster holds at most "
+                             f"{MAX_NODES}")
         return [self.add_node(kind, image_id, image_user, flavor, security_group, image_userdata,
                               **extra) for _ in range(num)]
 

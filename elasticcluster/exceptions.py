@@ -104,6 +104,15 @@ class ClusterChanged(ElasticClusterError):
 
 
 class Interrupted(ElasticClusterError):
-    """The user interrupted a command (Ctrl-C, SIGTERM); state was saved."""
+    """The user interrupted a command (Ctrl-C: exit status 130; SIGTERM: 143); state was saved."""
 
     exit_status = 130
+
+    def __init__(self, message: str, terminated: bool = False):
+        super().__init__(message)
+        if terminated:
+            self.exit_status = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt while an operation runs."""

@@ -25,21 +25,19 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from elasticcluster.cloud import CloudProvider
+from elasticcluster.cloud import BACKOFF, RETRIES, CloudProvider
 from elasticcluster.cluster import Cluster, Node
 from elasticcluster.exceptions import (
     CloudError,
     Interrupted,
     QuotaExceeded,
     StartupTimeout,
+    Terminated,
     TransientCloudError,
 )
 
 log = logging.getLogger("elasticcluster")
 
-#: retries of a transient error, and the first back-off delay (doubled each time)
-RETRIES = 5
-BACKOFF = 0.5
 POLL_INTERVAL = (0.5, 5.0)
 GONE = ("terminated", "missing")
 
@@ -57,23 +55,59 @@ class Outcome:
 
     done: list[Node] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: why the cloud could not list the cluster's instances (terminate: its tags were not swept)
+    unlisted: str | None = None
+    #: ids of instances that may still run (terminate: those whose call failed)
+    remaining: list[str] = field(default_factory=list)
 
 
 @contextmanager
 def sigterm_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt (main thread only), so both stop the same way."""
+    """Turn SIGTERM into ``Terminated`` (a KeyboardInterrupt; main thread only), so both stop
+    the same way: state saved, a message saying what exists and what to run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM back (main thread) while what the cloud answered is recorded:
+    a second Ctrl-C must not lose the ids of instances that exist. They take effect after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, frame: held.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
+
+
+def what_exists(cluster: Cluster) -> str:
+    """``interrupted: N node(s) of cluster X exist and are recorded`` (and calls left unanswered)."""
+    nodes = cluster.get_all_nodes()
+    created = sum(1 for n in nodes if n.instance_id)
+    unanswered = sum(1 for n in nodes if not n.instance_id and n.state == "creating")
+    text = f"interrupted: {created} node(s) of cluster '{cluster.name}' exist and are recorded"
+    if unanswered:
+        text += (f"; {unanswered} more create call(s) had no answer yet (an instance they made carries "
+                 "the cluster's tags: the next command finds it)")
+    return text
 
 
 def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, public_key: str,
@@ -92,7 +126,7 @@ def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, p
         check_min_nodes(cluster, outcome, minimums)
     created = _still_in(cluster, [*waiting, *nodes])
     late = wait_instances(provider, cluster, created, timeout=startup_timeout, floating_ip=floating_ip,
-                          progress=progress)
+                          progress=progress, sweep=bool(nodes))
     handle_timeout(provider, cluster, late, minimums, startup_timeout)
     wait_ssh(provider, cluster, _still_in(cluster, created), probe_timeout=ssh_probe_timeout,
              timeout=startup_timeout, max_workers=max(32, max_workers), progress=progress)
@@ -156,6 +190,7 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
         node.extra.setdefault("client_token", f"ec-{uuid.uuid4().hex[:24]}")
     cluster.save()
     outcome = Outcome()
+    lost = threading.Lock()  # one look for lost answers at a time
     arguments = {node.name: provider.create_arguments(
         node, public_key=public_key, key_name=cluster.user_key_name,
         client_token=node.extra["client_token"], extra=ex_args(node)) for node in nodes}
@@ -163,7 +198,7 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
     executor = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="create")
     futures = {}
     for node in nodes:
-        future = executor.submit(_create_with_retries, provider, node, arguments[node.name], stop)
+        future = executor.submit(_create_with_retries, provider, node, arguments[node.name], stop, lost)
         future.size = arguments[node.name].get("size")
         futures[future] = node
     pending = set(futures)
@@ -176,10 +211,10 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
                         _record(cluster, futures[future], future, outcome, progress)
                     if done:  # one write per round of answers, not per node (each write holds every node)
                         cluster.save()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as interrupt:
                 stop.set()
                 _drain(cluster, futures, pending, outcome, progress)
-                raise Interrupted(_interrupted_message(cluster)) from None
+                raise Interrupted(what_exists(cluster), isinstance(interrupt, Terminated)) from None
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     return outcome
@@ -187,32 +222,37 @@ def run_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], 
 
 def _drain(cluster, futures, pending, outcome, progress) -> None:
     """After Ctrl-C: cancel what has not started, record what the cloud already answered."""
-    for future in pending:
-        if future.cancel():
-            futures[future].state = "new"
-    cluster.save()
+    with signals_deferred():
+        for future in pending:
+            if future.cancel():
+                futures[future].state = "new"
+        cluster.save()
     running = [f for f in pending if not f.cancelled()]
     if running:
         progress.event(f"interrupted: waiting for {len(running)} create call(s) already sent "
-                       "(Ctrl-C again to leave them to `stop`)")
+                       "(Ctrl-C again to leave them to the next command, which finds them by tag)")
     try:
         for future in running:
             wait([future])
-            _record(cluster, futures[future], future, outcome, progress)
-            cluster.save()
+            with signals_deferred():
+                _record(cluster, futures[future], future, outcome, progress)
+                cluster.save()
     except KeyboardInterrupt:
         pass
-    cluster.save()
+    with signals_deferred():
+        for future in futures:  # answers that came in meanwhile
+            node = futures[future]
+            if future.done() and not future.cancelled() and not node.instance_id and node.state == "creating":
+                _record(cluster, node, future, outcome, progress)
+        cluster.save()
 
 
-def _interrupted_message(cluster: Cluster) -> str:
-    created = sum(1 for n in cluster.get_all_nodes() if n.instance_id)
-    return (f"interrupted: {created} node(s) of cluster '{cluster.name}' exist and are recorded. "
-            f"Run `elasticcluster start {cluster.template} -n {cluster.name}` to create the rest, "
-            f"or `elasticcluster stop {cluster.name}` to remove them")
-
-
-def _create_with_retries(provider: CloudProvider, node: Node, kwargs: dict, stop: threading.Event):
+def _create_with_retries(provider: CloudProvider, node: Node, kwargs: dict, stop: threading.Event,
+                         lost: threading.Lock):
+    """One create call, retried on transient errors. A failed call may have made the instance
+    all the same (its answer lost): before each retry the cloud is asked for an instance
+    tagged with this node, which is taken instead of making a second one (a client token
+    alone does not prevent it on every cloud)."""
     delay = BACKOFF
     for attempt in range(RETRIES + 1):
         if stop.is_set():
@@ -225,6 +265,24 @@ def _create_with_retries(provider: CloudProvider, node: Node, kwargs: dict, stop
             log.info("%s: %s; retrying in %.1fs", node.name, err, delay)
             time.sleep(delay * (1 + random.random() / 2))
             delay *= 2
+            with lost:
+                made = _made_for(provider, node)
+            if made is not None:
+                log.info("%s: its instance %s was made all the same", node.name, made.id)
+                return made
+
+
+def _made_for(provider: CloudProvider, node: Node):
+    """An instance of the cloud tagged (or named) as ``node``, if any is alive."""
+    try:
+        instances = provider.list_instances()
+    except CloudError:
+        return None
+    token = node.extra.get("client_token")
+    alive = [i for i in instances if provider.node_name_of(i) == node.name
+             and str(i.state).lower() not in GONE]
+    alive.sort(key=lambda i: token is None or provider.client_token_of(i) != token)
+    return alive[0] if alive else None
 
 
 def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Progress) -> None:
@@ -314,8 +372,10 @@ def _adopt(provider: CloudProvider, node: Node, candidates: list):
 
 
 def wait_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, timeout: float,
-                   floating_ip: bool = False, progress: Progress | None = None) -> list[Node]:
-    """Wait until ``nodes`` run and have an address; returns those that did not in time."""
+                   floating_ip: bool = False, progress: Progress | None = None,
+                   sweep: bool = False) -> list[Node]:
+    """Wait until ``nodes`` run and have an address; returns those that did not in time.
+    ``sweep``: right after creating them, terminate the cluster's strays (``terminate_strays``)."""
     progress = progress or Progress()
     deadline = time.monotonic() + timeout
     interval = POLL_INTERVAL[0]
@@ -323,7 +383,10 @@ def wait_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node],
     with sigterm_as_interrupt():
         try:
             while True:
-                refresh(provider, cluster)
+                instances = refresh(provider, cluster)
+                if sweep:
+                    terminate_strays(provider, cluster, instances)
+                    sweep = False
                 waiting = [n for n in cluster.get_all_nodes() if n.name in names and not _ready(n)]
                 if floating_ip:
                     _attach_floating_ips(provider, cluster, names)
@@ -336,11 +399,26 @@ def wait_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node],
                     return waiting
                 time.sleep(interval)
                 interval = min(interval * 1.5, POLL_INTERVAL[1])
-        except KeyboardInterrupt:
-            cluster.save()
-            raise Interrupted(f"interrupted while waiting for the nodes of '{cluster.name}' to run; "
-                              f"they are recorded: `elasticcluster stop {cluster.name}` removes them"
-                              ) from None
+        except KeyboardInterrupt as interrupt:
+            with signals_deferred():
+                cluster.save()
+            raise Interrupted(what_exists(cluster), isinstance(interrupt, Terminated)) from None
+
+
+def terminate_strays(provider: CloudProvider, cluster: Cluster, instances: list) -> None:
+    """Terminate the instances tagged as this cluster's that no node records, once ``refresh``
+    gave the nodes without an instance theirs: a create call whose answer was lost and that
+    was sent again, on a cloud that does not honour client tokens, made a second one."""
+    known = {n.instance_id for n in cluster.get_all_nodes() if n.instance_id}
+    for instance in instances:
+        if instance.id not in known and str(instance.state).lower() not in GONE:
+            log.warning("instance %s (%s) of cluster '%s' is a duplicate no node records: terminating it",
+                        instance.id, provider.node_name_of(instance), cluster.name)
+            try:
+                provider.destroy(instance)
+            except CloudError as err:
+                log.warning("could not terminate %s (%s); `elasticcluster stop %s` will", instance.id,
+                            err, cluster.name)
 
 
 def _ready(node: Node) -> bool:
@@ -400,8 +478,16 @@ def handle_timeout(provider: CloudProvider, cluster: Cluster, late: list[Node], 
 def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[Node] | None = None, *,
                         force: bool = False, max_workers: int = 10, lost: bool = True) -> Outcome:
     """Terminate ``nodes`` (default: all), plus, when ``lost``, any instance the cloud tags
-    as this cluster's that the state file does not know."""
-    instances = refresh(provider, cluster)
+    as this cluster's that the state file does not know. When the cloud cannot list them,
+    the recorded instances are terminated by id all the same (``Outcome.unlisted`` says why
+    the tags were not swept)."""
+    outcome = Outcome()
+    try:
+        instances = refresh(provider, cluster)
+    except CloudError as err:
+        log.warning("cannot list the instances of cluster '%s' (%s): terminating the recorded ones "
+                    "by id", cluster.name, err)
+        instances, outcome.unlisted = [], str(err)
     nodes = cluster.get_all_nodes() if nodes is None else nodes
     by_id = {i.id: i for i in instances}
     # a recorded instance the cloud did not list is terminated by id all the same
@@ -413,16 +499,16 @@ def terminate_instances(provider: CloudProvider, cluster: Cluster, nodes: list[N
             if instance.id not in known and str(instance.state).lower() not in GONE:
                 log.info("instance %s (%s) of cluster '%s' is not in its state file: terminating it",
                          instance.id, provider.node_name_of(instance), cluster.name)
-                targets.append((provider.node_name_of(instance), instance))
+                targets.append((f"instance {instance.id} ({provider.node_name_of(instance)})", instance))
     targets = [(name, i) for name, i in targets if str(i.state).lower() not in GONE]
-    outcome = Outcome()
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="terminate") as pool:
-        futures = {pool.submit(provider.destroy, instance): name for name, instance in targets}
-        for future, name in futures.items():
+        futures = {pool.submit(provider.destroy, instance): (name, instance) for name, instance in targets}
+        for future, (name, instance) in futures.items():
             try:
                 future.result()
             except CloudError as err:
                 outcome.failed[name] = str(err)
+                outcome.remaining.append(instance.id)
     for node in nodes:
         if node.name not in outcome.failed:
             node.state = "terminated"

@@ -30,6 +30,7 @@ from elasticcluster.exceptions import (
     ElasticClusterError,
     Interrupted,
     SetupFailed,
+    Terminated,
     UsageError,
 )
 from elasticcluster.tags import TAG_CLUSTER
@@ -98,7 +99,13 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
     provider = _cloud(cluster)
     if setup:
         _setup_provider(cluster)
-    with _changing(cluster, events, stored=False):
+    def advice() -> str:
+        if cluster.extra.get("started"):
+            return f"Run `elasticcluster setup {cluster.name}` to set it up"
+        return (f"Run `elasticcluster start {cluster.template} -n {cluster.name}` to create the rest, "
+                f"or `elasticcluster stop {cluster.name}` to remove them")
+
+    with _changing(cluster, events, stored=False, advice=advice):
         if min_nodes:
             cluster.extra["min_nodes"] = dict(min_nodes)
         if not cluster.get_all_nodes():
@@ -171,7 +178,13 @@ def _create(cluster: Cluster, provider, nodes: list[Node], max_workers: int | No
 
 def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, events: Events | None = None) -> None:
     """Terminate every node, and any instance the cloud tags as this cluster's, then forget
-    the cluster. ``force`` carries on past errors and forgets the cluster anyway."""
+    the cluster.
+
+    When some instances may still run (a terminate call failed, or the cloud could not be
+    asked for the cluster's tags), the cluster is kept so that ``stop`` can be run again;
+    with ``force`` the user is told which ids remain and asked whether to forget it anyway
+    (``events.confirm``; the CLI's ``--yes`` answers yes).
+    """
     events = events or Events()
     try:
         provider, problem = _cloud(cluster), None
@@ -181,36 +194,77 @@ def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, events: E
         provider, problem = None, err
     question = (f"Do you want to stop cluster '{cluster.name}' and terminate its "
                 f"{len(cluster.get_all_nodes())} node(s)?")
-    with _changing(cluster, events, question):
-        try:
-            if problem is not None:
-                raise problem
-            outcome = lifecycle.terminate_instances(provider, cluster, force=force)
-        except ElasticClusterError as err:
-            if not force:
-                raise
+
+    def advice() -> str:
+        return f"Run `elasticcluster stop {cluster.name}` again"
+
+    with _changing(cluster, events, question, advice=advice):
+        if problem is not None:
             ids = [n.instance_id for n in cluster.get_all_nodes() if n.instance_id]
-            cluster.repository.delete(cluster)
-            raise CloudError(
-                f"{err}\n--force: forgot cluster '{cluster.name}' although its instances could not be "
-                f"terminated: {', '.join(ids) or 'none recorded'} (they are tagged "
-                f"{TAG_CLUSTER}={cluster.name} on the cloud)") from err
-        if outcome.failed:
-            message = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
+            _forget_anyway(cluster, events, str(problem), ids, unlisted=True)
+        outcome = lifecycle.terminate_instances(provider, cluster, force=force)
+        if outcome.failed or outcome.unlisted:
+            for node in outcome.done:
+                if node in cluster.get_all_nodes():
+                    cluster.remove_node(node)
+            cluster.save()
+            reasons = [f"{name}: {why}" for name, why in outcome.failed.items()]
+            if outcome.unlisted:
+                reasons.append(f"the cloud could not list the cluster's instances ({outcome.unlisted})")
             if not force:
-                for node in outcome.done:
-                    if node in cluster.get_all_nodes():
-                        cluster.remove_node(node)
-                cluster.save()
-                raise CloudError(f"could not terminate every node of '{cluster.name}' ({message}); "
-                                 "the state file keeps them: run stop again, or add --force")
-            log.warning("--force: carrying on past: %s", message)
+                raise CloudError(f"could not terminate every node of '{cluster.name}' "
+                                 f"({'; '.join(reasons)}); the state file keeps them: run stop again, "
+                                 "or add --force")
+            _forget_anyway(cluster, events, "; ".join(reasons), outcome.remaining, bool(outcome.unlisted))
         if wait and not lifecycle.wait_terminated(provider, cluster):
             log.warning("some instances of '%s' are still shutting down", cluster.name)
         if cluster.setup_provider is not None and hasattr(cluster.setup_provider, "cleanup"):
             cluster.setup_provider.cleanup(cluster)
         cluster.repository.delete(cluster)
     events.progress(f"Cluster '{cluster.name}' stopped.")
+
+
+def stop_by_tags(configurator, name: str, cloud: str, *, events: Events | None = None) -> None:
+    """``stop --force NAME --cloud CLOUD``: terminate every instance that cloud tags as cluster
+    NAME's, then forget what is stored of NAME: for a cluster whose state file cannot be read
+    (or is gone), the cloud's tags are the last word on what belongs to it."""
+    from elasticcluster.cloud import provider_for
+
+    events = events or Events()
+    name = check_cluster_name(name)
+    provider = provider_for(configurator.config, cloud, name)
+    if not events.confirm(f"Terminate every instance tagged {TAG_CLUSTER}={name} on cloud '{cloud}' and "
+                          f"forget cluster '{name}'?"):
+        raise Cancelled("cancelled: nothing was changed")
+    repository = configurator.repository
+    ghost = Cluster(name, repository=repository)
+    with lifecycle.sigterm_as_interrupt(), repository.lock(name):
+        try:
+            outcome = lifecycle.terminate_instances(provider, ghost)
+        except KeyboardInterrupt as interrupt:
+            raise Interrupted(f"interrupted while terminating the instances of '{name}'; run the same "
+                              "command again", isinstance(interrupt, Terminated)) from None
+        if outcome.unlisted or outcome.failed:
+            raise CloudError(f"cluster '{name}': {outcome.unlisted or '; '.join(outcome.failed.values())}; "
+                             "nothing was forgotten: run the same command again")
+        repository.delete(ghost)
+    events.progress(f"Cluster '{name}' stopped by its tags on cloud '{cloud}'.")
+
+
+def _forget_anyway(cluster: Cluster, events: Events, why: str, ids: list[str], unlisted: bool) -> None:
+    """``stop --force`` that could not make sure every instance is gone: name what may still
+    run, and forget the cluster only if the user says so (raises CloudError either way)."""
+    remains = f"instance(s) {', '.join(ids)} may still run" if ids else "no recorded instance remains"
+    if unlisted:
+        remains += f", and others may carry the tag {TAG_CLUSTER}={cluster.name}"
+    question = (f"Cluster '{cluster.name}': {why}; {remains}. Forget the cluster anyway (nothing will "
+                "find them again but the cloud's own tools)?")
+    if not events.confirm(question):
+        raise CloudError(f"{why}; {remains}. Cluster '{cluster.name}' is kept: run "
+                         f"`elasticcluster stop {cluster.name}` again when the cloud answers")
+    cluster.repository.delete(cluster)
+    raise CloudError(f"{why}; --force: forgot cluster '{cluster.name}' although {remains} "
+                     f"(find them on the cloud by the tag {TAG_CLUSTER}={cluster.name})")
 
 
 # -- resize and remove-node ---------------------------------------------------------------
@@ -233,19 +287,28 @@ def resize(cluster: Cluster, *, add: dict[str, int] | None = None, remove: dict[
     chosen = _nodes_to_remove(cluster, remove)
     question = (f"Remove {', '.join(n.name for n in chosen)} from cluster '{cluster.name}'? "
                 "Jobs running on them are lost.") if chosen else None
-    with _changing(cluster, events, question):
+    with _changing(cluster, events, question, advice=lambda: _next_steps(cluster)):
         removing = _nodes_to_remove(cluster, remove)
         if [n.name for n in removing] != [n.name for n in chosen]:
             raise ClusterChanged(f"cluster '{cluster.name}' changed while you were asked; nothing was "
                                  "done: run the command again")
+        _reconcile(cluster, provider, events)
         if removing:
             _remove(provider, cluster, removing)
         added = []
         for kind, count in add.items():
             added += _add_nodes(cluster, kind, count)
+        _check_size(cluster)
         if added:
             cluster.save()
-            _create(cluster, provider, added, max_workers, events)
+            try:
+                _create(cluster, provider, added, max_workers, events)
+            except (CloudError, UsageError):
+                try:  # the nodes that could not be made go; those made stay, for stop to find
+                    _resolve_missing(cluster, provider, events)
+                except ElasticClusterError:
+                    pass
+                raise
         if setup:
             _run_setup(cluster, (), events)
     events.progress(f"Cluster '{cluster.name}' now has: "
@@ -263,12 +326,27 @@ def remove_node(cluster: Cluster, node_name: str, *, setup: bool = True,
     node = cluster.get_node_by_name(node_name)
     question = (f"Remove node {node.name} ({node.instance_id or 'no instance'}) from cluster "
                 f"'{cluster.name}'?")
-    with _changing(cluster, events, question):
+    with _changing(cluster, events, question, advice=lambda: _next_steps(cluster)):
         node = cluster.get_node_by_name(node_name)
+        _reconcile(cluster, provider, events)
         _remove(provider, cluster, [node])
         events.progress(f"Node {node_name} removed from cluster '{cluster.name}'.")
         if setup:
             _run_setup(cluster, (), events)
+
+
+def _next_steps(cluster: Cluster) -> str:
+    return (f"Run `elasticcluster list-nodes -u {cluster.name}` to see what exists (nodes left half-made "
+            f"are found or forgotten by the next command), then the same command again; "
+            f"`elasticcluster stop {cluster.name}` removes the whole cluster")
+
+
+def _check_size(cluster: Cluster) -> None:
+    """A cluster holds at most ``cluster.MAX_NODES`` nodes."""
+    total = len(cluster.get_all_nodes())
+    if total > model.MAX_NODES:
+        raise UsageError(f"cluster '{cluster.name}' would have {total} nodes; a cluster holds at most "
+                         f"{model.MAX_NODES}")
 
 
 def _check_kind(cluster: Cluster, kind: str, count: int) -> None:
@@ -324,7 +402,9 @@ def pause(cluster: Cluster, *, events: Events | None = None) -> None:
     """Stop every node without terminating it (its disk is kept)."""
     events = events or Events()
     provider = _cloud(cluster)
-    with _changing(cluster, events, f"Pause cluster '{cluster.name}' (stop its nodes; disks are kept)?"):
+    with _changing(cluster, events, f"Pause cluster '{cluster.name}' (stop its nodes; disks are kept)?",
+                   advice=lambda: f"Run `elasticcluster pause {cluster.name}` again"):
+        _resolve_missing(cluster, provider, events)
         outcome = lifecycle.stop_instances(provider, cluster)
         _fail_on(outcome, cluster, "pause")
     events.progress(f"Cluster '{cluster.name}' paused.")
@@ -337,7 +417,8 @@ def resume(cluster: Cluster, *, events: Events | None = None) -> None:
 
     events = events or Events()
     provider = _cloud(cluster)
-    with _changing(cluster, events):
+    with _changing(cluster, events, advice=lambda: f"Run `elasticcluster resume {cluster.name}` again"):
+        _resolve_missing(cluster, provider, events)
         outcome = lifecycle.start_instances(provider, cluster)
         timeout = float(_setting(cluster, "startup_timeout", cluster.startup_timeout))
         late = lifecycle.wait_instances(provider, cluster, outcome.done, timeout=timeout,
@@ -366,7 +447,9 @@ def setup(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None
     each failed host, its task and the message."""
     events = events or Events()
     _setup_provider(cluster)
-    with _changing(cluster, events):
+    with _changing(cluster, events, advice=lambda: f"Run `elasticcluster setup {cluster.name}` again"):
+        if _unsettled(cluster):
+            _reconcile(cluster, _cloud(cluster), events)
         _run_setup(cluster, extra_args, events)
     events.progress(f"Cluster '{cluster.name}' is set up.")
 
@@ -407,31 +490,89 @@ def _run_setup(cluster: Cluster, extra_args, events: Events) -> None:
 
 def refresh(cluster: Cluster, *, events: Events | None = None) -> None:
     """States and addresses of the nodes from the cloud, saved (``list-nodes -u``)."""
+    events = events or Events()
     provider = _cloud(cluster)
-    with _changing(cluster, events or Events()):
-        lifecycle.refresh(provider, cluster)
-        cluster.save()
+    with _changing(cluster, events):
+        if any(not n.instance_id for n in cluster.get_all_nodes()):
+            _resolve_missing(cluster, provider, events)  # one listing: it refreshes the others too
+        else:
+            lifecycle.refresh(provider, cluster)
+            cluster.save()
 
 
 # -- shared steps -----------------------------------------------------------------------------
 
 
 @contextmanager
-def _changing(cluster: Cluster, events: Events, question: str | None = None, *, stored: bool = True):
+def _changing(cluster: Cluster, events: Events, question: str | None = None, *, stored: bool = True,
+              advice: Callable[[], str] | None = None):
     """Ask ``question`` (if any), then hold the cluster's lock and re-read it from its
-    repository: what another command saved meanwhile is not lost or undone."""
+    repository: what another command saved meanwhile is not lost or undone.
+
+    Ctrl-C and SIGTERM stop the operation the same way: the state is saved and Interrupted
+    (exit status 130 or 143) says what exists and, from ``advice``, what to run next.
+    """
     if question is not None and not events.confirm(question):
         raise Cancelled("cancelled: nothing was changed")
-    with cluster.repository.lock(cluster.name):
+    with lifecycle.sigterm_as_interrupt(), cluster.repository.lock(cluster.name):
         try:
-            current = cluster.repository.get(cluster.name)
-        except ClusterNotFound:
-            if stored:
-                raise
+            try:
+                current = cluster.repository.get(cluster.name)
+            except ClusterNotFound:
+                if stored:
+                    raise
+            else:
+                if current is not cluster:
+                    cluster.load_state(current)
+            yield
+        except KeyboardInterrupt as interrupt:
+            with lifecycle.signals_deferred():
+                if cluster.repository.exists(cluster.name):
+                    cluster.save()
+            raise Interrupted(_advised(lifecycle.what_exists(cluster), advice),
+                              isinstance(interrupt, Terminated)) from None
+        except Interrupted as err:
+            err.args = (_advised(str(err), advice),)
+            raise
+
+
+def _advised(message: str, advice: Callable[[], str] | None) -> str:
+    return f"{message}. {advice()}" if advice else message
+
+
+def _reconcile(cluster: Cluster, provider, events: Events) -> None:
+    """Before a started cluster changes: nodes its state records without an instance (a
+    command was killed before the cloud answered its create call) get theirs, found by tag
+    or client token, or are forgotten, saying so; nodes never seen to accept SSH are waited
+    for (or dropped as ``KIND_min_nodes`` allows)."""
+    if not cluster.extra.get("started"):
+        return
+    _resolve_missing(cluster, provider, events)
+    unseen = [n for n in cluster.get_all_nodes() if n.instance_id and not n.extra.get("ssh_host_key")]
+    if unseen:
+        _create(cluster, provider, [], None, events, waiting=unseen)
+
+
+def _unsettled(cluster: Cluster) -> bool:
+    """Whether a node has no instance, or was never seen to accept SSH (``_reconcile``)."""
+    return cluster.extra.get("started") and any(
+        not n.instance_id or not n.extra.get("ssh_host_key") for n in cluster.get_all_nodes())
+
+
+def _resolve_missing(cluster: Cluster, provider, events: Events) -> None:
+    """Nodes without an instance: adopt theirs from the cloud's tags, or forget them."""
+    missing = [n for n in cluster.get_all_nodes() if not n.instance_id]
+    if not missing:
+        return
+    lifecycle.refresh(provider, cluster)
+    for node in missing:
+        if node.instance_id:
+            events.progress(f"{node.name}: found its instance {node.instance_id}")
         else:
-            if current is not cluster:
-                cluster.load_state(current)
-        yield
+            log.warning("%s was never created (its create call failed, or its command was "
+                        "interrupted before the cloud answered): forgotten", node.name)
+            cluster.remove_node(node)
+    cluster.save()
 
 
 def _cloud(cluster: Cluster):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from elasticcluster import __version__
 from elasticcluster.cli import clouds, lifecycle, logsetup, reports
-from elasticcluster.exceptions import ElasticClusterError
+from elasticcluster.exceptions import ElasticClusterError, Interrupted
 from elasticcluster.paths import DEFAULT_CONFIG, DEFAULT_STORAGE
 
 log = logging.getLogger("elasticcluster")
@@ -67,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except ElasticClusterError as err:
+        if isinstance(err, Interrupted):
+            _ignore_interruptions()  # a second Ctrl-C must not cut the message short
         if args.verbose >= 3:
             log.exception("%s", err)
         else:
             log.error("%s", err)
         return err.exit_status
     except KeyboardInterrupt:
+        _ignore_interruptions()
         log.error("interrupted")
         return 130
     except BrokenPipeError:
@@ -84,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             log.error("unexpected error: %s: %s (run with -vvv for the traceback)",
                       type(err).__name__, err)
         return 1
+
+
+def _ignore_interruptions() -> None:
+    """The command is over: more Ctrl-C or SIGTERM while it says so change nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

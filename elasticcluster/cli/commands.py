@@ -13,7 +13,13 @@ import logging
 import sys
 
 from elasticcluster.cli import session
-from elasticcluster.exceptions import CloudError, ConfigurationError, ElasticClusterError
+from elasticcluster.exceptions import (
+    CloudError,
+    ConfigurationError,
+    ElasticClusterError,
+    StateFileError,
+    UsageError,
+)
 
 log = logging.getLogger("elasticcluster")
 
@@ -50,13 +56,26 @@ def _print_summary(args, cluster) -> None:
 def stop(args) -> int:
     from elasticcluster import operations
 
-    cluster = session.repository(args).get(args.cluster)
+    if args.cloud and not args.force:
+        raise UsageError("stop --cloud CLOUD goes with --force: it terminates by tag what the cloud "
+                         "says is the cluster's, whatever its state file says")
+    if args.cloud:
+        operations.stop_by_tags(session.configurator(args), args.cluster, args.cloud,
+                                events=session.events(args))
+        return 0
+    try:
+        cluster = session.repository(args).get(args.cluster)
+    except StateFileError as err:
+        hint = "stop --force NAME --cloud CLOUD" if not args.force else "add --cloud CLOUD"
+        raise StateFileError(err.path, f"{err.reason}\nTo terminate the instances the cloud tags as this "
+                                       f"cluster's and forget it: {hint} (CLOUD: the name of its "
+                                       "[cloud/CLOUD] section)") from None
     try:
         configurator = session.configurator(args)
     except ConfigurationError as err:
         if not args.force:
             raise
-        log.error("%s", err)  # --force: the cluster is forgotten all the same (operations.stop)
+        log.error("%s", err)  # --force: the cluster may be forgotten all the same (operations.stop)
     else:
         cluster = configurator.load_cluster(args.cluster)
     operations.stop(cluster, force=args.force, wait=args.wait, events=session.events(args))

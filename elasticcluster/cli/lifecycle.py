@@ -37,6 +37,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--force", action="store_true", help="carry on past errors and remove the state anyway")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--wait", action="store_true", help="wait until every node is terminated")
+    p.add_argument("--cloud", metavar="CLOUD",
+                   help="with --force: terminate what cloud section CLOUD tags as this cluster's, even "
+                        "when its state file cannot be read or is gone")
     p.set_defaults(func=commands.stop)
 
     p = subparsers.add_parser("resize", parents=[common], help="add or remove nodes")

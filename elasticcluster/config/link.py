@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elasticcluster import cloud_catalog
+from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config import cloud_keys, schema
 from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, Location, RawConfig, Section, read_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
@@ -85,9 +86,14 @@ class ClusterTemplate:
                     f"--nodes: template '{self.name}' has no node kind '{kind}'; "
                     f"its kinds are: {', '.join(sorted(kinds))}")
             spec = kinds[kind]
+            if count > MAX_NODES:
+                raise UsageError(f"--nodes {count}:{kind}: a cluster holds at most {MAX_NODES} nodes")
             # with no KIND_min_nodes of its own, the minimum follows the count asked for
             minimum = count if spec.min_count == spec.count else min(spec.min_count, count)
             kinds[kind] = replace(spec, count=count, min_count=minimum)
+        total = sum(spec.count for spec in kinds.values())
+        if total > MAX_NODES:
+            raise UsageError(f"--nodes: {total} nodes in all; a cluster holds at most {MAX_NODES}")
         return replace(self, kinds=kinds)
 
     def add_nodes(self, cluster, kind: str, count: int) -> list:
@@ -382,6 +388,9 @@ class _Linker:
                 problems.append(f"{section.locate()}: no KIND_nodes key; expected at least one, "
                                 "e.g. frontend_nodes = 1 and compute_nodes = 2")
             return None
+        if max(counts.values()) <= MAX_NODES < sum(counts.values()):  # (a count above it is one problem)
+            problems.append(f"{section.locate()}: {sum(counts.values())} nodes in all (KIND_nodes); a "
+                            f"cluster holds at most {MAX_NODES}")
         kinds = {}
         for kind, count in sorted(counts.items()):
             node_sec = self._section("node", f"{section.name}/{kind}")

@@ -172,12 +172,12 @@ def _parse_file(file: Path):
         )
     _warn_if_exposed(file, text)
     headers = _scan_headers(lines)
+    key_lines = _index_keys(lines)
     later_lines = {}
     for dup in errors:
-        later_lines.update(_apply_duplicate(file, dup, obj, headers, lines))
+        later_lines.update(_apply_duplicate(file, dup, obj, headers, key_lines))
     for key in obj.scalars:
-        log.warning("%s:%s: key '%s' is outside any section; ignored",
-                    file, _first_key_line(lines, 0, key), key)
+        log.warning("%s:%s: key '%s' is outside any section; ignored", file, key_lines.get((0, key)), key)
     for head in obj.sections:
         section = obj[head]
         start = headers.get(head, [0])[0]
@@ -185,7 +185,7 @@ def _parse_file(file: Path):
         values = {}
         for key in section.scalars:
             values[key] = section[key]
-            line = later_lines.get((head, key)) or _first_key_line(lines, start, key)
+            line = later_lines.get((head, key)) or key_lines.get((start, key))
             where[key] = Location(str(file), line)
         for sub in section.sections:
             raise ConfigurationError(
@@ -227,7 +227,7 @@ def _real_name(head: str) -> str:
     return head.split(_REPEATED)[0]
 
 
-def _apply_duplicate(file: Path, dup, obj, headers, lines) -> dict:
+def _apply_duplicate(file: Path, dup, obj, headers, key_lines) -> dict:
     """Repeated key in one section: the later one wins (as ConfigParser).
 
     Returns {(section, key): line} for the keys whose later value was taken.
@@ -239,7 +239,7 @@ def _apply_duplicate(file: Path, dup, obj, headers, lines) -> dict:
     parsed = ConfigObj([line], interpolation=False, list_values=False)
     for key, value in parsed.items():
         target = obj[head] if head else obj
-        first = _first_key_line(lines, headers.get(head, [0])[0] if head else 0, key)
+        first = key_lines.get((headers.get(head, [0])[0] if head else 0, key))
         log.warning("%s:%s: key '%s' appears again in [%s] (first at line %s); the later value is used",
                     file, dup.line_number, key, _real_name(head) if head else "", first)
         target[key] = value
@@ -264,14 +264,19 @@ def _section_at(headers: dict[str, list[int]], line: int) -> str | None:
     return best
 
 
-def _first_key_line(lines: list[str], start: int, key: str) -> int | None:
-    for number in range(max(start, 1), len(lines) + 1):
-        match = _KEY.match(lines[number - 1])
-        if match and match.group(1) == key:
-            return number
-        if number > start and start and _HEADER.match(lines[number - 1]):
-            break
-    return None
+def _index_keys(lines: list[str]) -> dict[tuple[int, str], int]:
+    """(line of the section header, 0 before any, key) -> the first line giving that key, in one
+    pass over the file (looking each key up again made large files quadratic)."""
+    index: dict[tuple[int, str], int] = {}
+    header = 0
+    for number, text in enumerate(lines, 1):
+        if _HEADER.match(text) and not text.lstrip().startswith("[["):
+            header = number
+            continue
+        match = _KEY.match(text)
+        if match:
+            index.setdefault((header, match.group(1)), number)
+    return index
 
 
 def _describe_bad_line(line: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import cerberus
 
+from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config.reader import Section
 
 log = logging.getLogger("elasticcluster")
@@ -61,7 +62,10 @@ def _rule(kind: str, expect: str, **extra) -> dict:
     """A schema rule for a value of ``kind`` (string, integer, boolean, ...)."""
     base = {
         "string": {"type": "string", "coerce": "strip"},
-        "url": {"type": "string", "coerce": "strip", "regex": r"[A-Za-z][A-Za-z0-9+.-]*://\S+"},
+        # scheme://[user@]host[:port][/path]: a port that is not a number is refused here, not at start
+        "url": {"type": "string", "coerce": "strip",
+                "regex": r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/@]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)"
+                         r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]?\d{1,4}))?(?:[/?#]\S*)?"},
         "path": {"type": "string", "coerce": "path", "empty": False},
         "integer": {"type": "integer", "coerce": "integer"},
         "number": {"type": "float", "coerce": "number"},
@@ -133,10 +137,13 @@ PATTERNS = {
         (re.compile(r"^ansible_\w+$"), _rule("string", "an Ansible setting")),
     ],
     "cluster": [
-        (re.compile(rf"^({KIND})_min_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
+        (re.compile(rf"^({KIND})_min_nodes$"), _rule("integer", f"a whole number from 0 to {MAX_NODES}",
+                                                       min=0, max=MAX_NODES)),
         # ElastiCluster 1.3's spelling (the one its documentation prefers)
-        (re.compile(rf"^({KIND})_nodes_min$"), _rule("integer", "a whole number, 0 or more", min=0)),
-        (re.compile(rf"^({KIND})_nodes$"), _rule("integer", "a whole number, 0 or more", min=0)),
+        (re.compile(rf"^({KIND})_nodes_min$"), _rule("integer", f"a whole number from 0 to {MAX_NODES}",
+                                                       min=0, max=MAX_NODES)),
+        (re.compile(rf"^({KIND})_nodes$"), _rule("integer", f"a whole number from 0 to {MAX_NODES}",
+                                                   min=0, max=MAX_NODES)),
         (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
         (re.compile(r"^ex_\w+$"), _rule("string", "a value for the cloud driver's create_node")),
     ],

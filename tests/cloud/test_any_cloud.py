@@ -472,8 +472,12 @@ def test_recorded_cloud_through_the_cli(provider, cli_here, ssh_key, monkeypatch
         assert stopped.code == 1, stopped.output
         assert "the state file keeps them" in stopped.err
         assert remembered(cli_here) is not None
+        # --force (with --yes: the user was told which ids may remain, and chose) forgets it,
+        # failing all the same: the instance may still run, and the message names it
         forced = cli_here("stop", "c", "--yes", "--force")
-        assert forced.code == 0, forced.output
+        assert forced.code == 1, forced.output
+        assert f"--force: forgot cluster 'c' although instance(s) {node['instance_id']} may still run" \
+            in forced.err
         assert remembered(cli_here) is None
 
 

@@ -64,7 +64,7 @@ def test_problem_in_d_file_names_that_file(write_config):
     extra = write_config(extra_text, "config.d/counts.conf")
     problems = load_config(main).skipped["slurm"]
     assert problems == [f"{extra}:3: [cluster/slurm] compute_nodes = 'many' cannot be read; "
-                        "expected a whole number, 0 or more"]
+                        "expected a whole number from 0 to 10000"]
 
 
 def test_config_given_only_by_a_d_folder(cli, write_config, tmp_path):
@@ -149,7 +149,7 @@ def test_duplicate_key_problem_points_at_the_later_line(write_config):
     problems = load_config(path).skipped["slurm"]
     later = key_line(text, CLUSTER, "compute_nodes") + 1
     assert problems == [f"{path}:{later}: [cluster/slurm] compute_nodes = 'lots' cannot be read; "
-                        "expected a whole number, 0 or more"]
+                        "expected a whole number from 0 to 10000"]
 
 
 def test_duplicate_section_is_merged(write_config, caplog):
@@ -182,7 +182,7 @@ def test_problem_in_a_repeated_section_points_at_its_line(write_config):
     path = write_config(text)
     problems = load_config(path).skipped["slurm"]
     assert problems == [f"{path}:{len(text.splitlines())}: [cluster/slurm] frontend_nodes = 'one' cannot be "
-                        "read; expected a whole number, 0 or more"]
+                        "read; expected a whole number from 0 to 10000"]
 
 
 # -- interpolation ---------------------------------------------------------------

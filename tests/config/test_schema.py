@@ -149,7 +149,8 @@ def test_only_min_nodes_is_no_kind_nodes(write_config):
 
 
 @pytest.mark.parametrize("section, key, value, says", [
-    (CLUSTER, "compute_nodes", "two", "cannot be read; expected a whole number, 0 or more"),
+    (CLUSTER, "compute_nodes", "two", "cannot be read; expected a whole number from 0 to 10000"),
+    (CLUSTER, "compute_nodes", "1000000000", "is above the maximum 10000; expected a whole number from 0 to 10000"),
     (CLUSTER, "frontend_nodes", "-1", "is below the minimum 0; expected a whole number"),
     (CLUSTER, "frontend_nodes", "", "cannot be read; expected a whole number"),
     (LOGIN, "image_sudo", "maybe", "cannot be read; expected yes or no"),
