@@ -379,3 +379,24 @@ def test_unparseable_d_file_is_named(cli, write_config):
     assert f"cannot parse configuration file {bad}" in result.stderr
     assert f"{bad}:2: cannot parse 'this line has no equals sign'; expected [type/name] or key = value" \
         in result.stderr
+
+
+def test_a_large_config_is_read_in_one_pass(write_config, monkeypatch):
+    """Each key's line was found by scanning the file again: a 1 MB config took 70 s. The lines
+    of all keys are now indexed in one pass: the key pattern is matched a few times per line."""
+    from elasticcluster.config import reader
+
+    calls = []
+    pattern = reader._KEY
+
+    class Counting:
+        def match(self, text):
+            calls.append(text)
+            return pattern.match(text)
+
+    lines = [f"global_var_v{i} = value {i}" for i in range(6000)]
+    text = VALID_CONFIG + "\n[setup/ansible-slurm]\n" + "\n".join(lines) + "\n"
+    monkeypatch.setattr(reader, "_KEY", Counting())
+    config = load_config(write_config(text))
+    assert config.templates["slurm"].global_vars["v5999"] == "value 5999"
+    assert len(calls) <= 3 * len(text.splitlines())

@@ -85,6 +85,11 @@ def test_start_runs_setup_and_ssh_reaches_every_node(local, cluster):
     assert len(known_hosts.read_text().splitlines()) == 3
     inventory = local.storage / name / "inventory.json"
     assert inventory.stat().st_mode & 0o777 == 0o600
+    # everything in storage is the user's alone, Ansible's fact cache included (it was 0644)
+    facts = list((local.storage / name / "facts").iterdir())
+    assert facts, "the setup gathered facts"
+    for path in [local.storage / name, *(local.storage / name).rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
     assert local("stop", name, "--yes").returncode == 0
     assert not known_hosts.exists() and not inventory.exists()
 
