@@ -42,6 +42,7 @@ _QUOTA = re.compile(r"InstanceLimitExceeded|InsufficientInstanceCapacity|VcpuLim
 _TRANSIENT = re.compile(r"RequestLimitExceeded|Throttl|ServiceUnavailable|InternalError|"
                         r"Unavailable|temporarily|try again|timed out|Connection reset|"
                         r"\b50[0234]\b|\b429\b", re.I)
+_UNREADABLE = "(the cloud's answer could not be read)"
 _EXISTS = re.compile(r"Duplicate|already exists|exists already|AlreadyExists", re.I)
 _NOT_FOUND = re.compile(r"NotFound|not found|does not exist|No such|\b404\b", re.I)
 _AUTH = re.compile(r"AuthFailure|InvalidClientTokenId|SignatureDoesNotMatch|Unauthorized|"
@@ -88,7 +89,7 @@ def describe(error: BaseException) -> str:
     if not text:
         text = type(error).__name__
         if isinstance(status, int):
-            text += f": HTTP {status} (the cloud's answer could not be read)"
+            text += f": HTTP {status} {_UNREADABLE}"
     text = re.sub(r"\s+", " ", text)
     return text if len(text) < 900 else text[:897] + "..."
 
@@ -513,6 +514,12 @@ class CloudProvider:
             except CloudError as err:
                 if _EXISTS.search(str(err)):
                     return  # opened by a try whose answer was lost
+                if attempt == 2 and _UNREADABLE in str(err):
+                    # after a lost answer, the cloud's "duplicate" may come back unreadable: the
+                    # SSH wait tells soon enough whether port 22 is open
+                    log.warning("security group '%s': could not make sure SSH is open (%s); if the "
+                                "nodes never accept SSH, open port 22 in it", name, err)
+                    return
                 if attempt == 2:
                     raise
                 # some drivers turn a lost answer into an error of their own: once more tells
