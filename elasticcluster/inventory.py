@@ -33,13 +33,17 @@ class SetupSpec:
     #: how to become root (None: as the login section says)
     become: bool | None = None
     become_user: str | None = None
+    #: autoscaled kinds: kind -> {"names": the nodes autoscale may add, "idle": seconds}
+    elastic: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_template(cls, template) -> SetupSpec:
         return cls(name=template.setup_name, playbook=template.setup.get("playbook_path"),
                    groups={kind: list(spec.groups) for kind, spec in template.kinds.items()},
                    kind_vars={kind: dict(spec.vars) for kind, spec in template.kinds.items()},
-                   global_vars=dict(template.global_vars), settings=dict(template.setup))
+                   global_vars=dict(template.global_vars), settings=dict(template.setup),
+                   elastic={kind: {"names": spec.elastic_names, "idle": spec.idle}
+                            for kind, spec in template.kinds.items() if spec.elastic_names})
 
 
 def inventory_for(cluster: Cluster, spec: SetupSpec) -> dict:
@@ -58,6 +62,14 @@ def inventory_for(cluster: Cluster, spec: SetupSpec) -> dict:
         "elasticcluster_cluster": cluster.name,
         "elasticcluster_frontend": cluster.get_frontend_node().name if cluster.get_all_nodes() else None,
     }
+    if spec.elastic:
+        # what the scheduler declares of the nodes autoscale may add: names, groups, size
+        sizes = cluster.extra.get("kind_sizes") or {}
+        all_vars["elasticcluster_elastic"] = {
+            kind: {**info, "groups": spec.groups.get(kind, []),
+                   "cpus": (sizes.get(kind) or {}).get("cpus"),
+                   "memory_mb": (sizes.get(kind) or {}).get("memory_mb")}
+            for kind, info in spec.elastic.items()}
     all_vars.update(spec.global_vars)
     hosts, children = {}, {}
     for node in cluster.get_all_nodes():

@@ -292,9 +292,7 @@ def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Pr
         instance = future.result()
         node.instance_id = instance.id
         update_node(node, instance)
-        size_extra = getattr(future.size, "extra", None) or {}
-        node.extra["flavor_ram"] = getattr(future.size, "ram", None)
-        node.extra["flavor_cpus"] = size_extra.get("cpus") or size_extra.get("vcpus")
+        node.extra["flavor_cpus"], node.extra["flavor_ram"] = size_facts(future.size)
         if node.state in ("new", "creating"):
             node.state = "pending"
         outcome.done.append(node)
@@ -304,6 +302,12 @@ def _record(cluster: Cluster, node: Node, future, outcome: Outcome, progress: Pr
         outcome.failed[node.name] = str(error)
         if not isinstance(error, Interrupted):
             progress.event(f"could not create {node.name}: {error}")
+
+
+def size_facts(size) -> tuple[int | None, int | None]:
+    """(CPUs, memory in MiB) of a libcloud NodeSize, where the driver says."""
+    extra = getattr(size, "extra", None) or {}
+    return extra.get("cpus") or extra.get("vcpus"), getattr(size, "ram", None)
 
 
 def update_node(node: Node, instance) -> None:

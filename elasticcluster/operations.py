@@ -114,6 +114,7 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
         cluster.save()
         try:
             lifecycle.refresh(provider, cluster)
+            _record_kind_sizes(cluster, provider)
             todo = [n for n in cluster.get_all_nodes() if not n.instance_id]
             # nodes created by an interrupted start that were never seen to accept SSH
             unseen = [n for n in cluster.get_all_nodes() if n.instance_id and not n.extra.get("ssh_host_key")]
@@ -125,6 +126,19 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
         cluster.save()
         if setup:
             _run_setup(cluster, (), events)
+
+
+def _record_kind_sizes(cluster: Cluster, provider) -> None:
+    """CPUs and memory of each autoscaled kind's flavor, for the scheduler to declare the nodes
+    autoscale may add before any of them exists."""
+    spec = cluster.template_spec
+    if spec is None:
+        return
+    sizes = cluster.extra.setdefault("kind_sizes", {})
+    for kind, node_kind in spec.kinds.items():
+        if node_kind.elastic_names and kind not in sizes:
+            cpus, memory = lifecycle.size_facts(provider.size(node_kind.flavor))
+            sizes[kind] = {"cpus": cpus, "memory_mb": memory}
 
 
 def _after_failed_start(cluster: Cluster, provider, err: ElasticClusterError) -> None:
@@ -279,6 +293,12 @@ def resize(cluster: Cluster, *, add: dict[str, int] | None = None, remove: dict[
     if not any(add.values()) and not any(remove.values()):
         raise UsageError("resize: nothing to do; give nodes to add (-a N:KIND) and/or to remove "
                          "(-r N:KIND)")
+    for kind in {**add, **remove}:
+        if cluster.template_spec is not None and kind in cluster.template_spec.kinds \
+                and cluster.template_spec.kinds[kind].elastic_names:
+            raise UsageError(f"resize: the {kind} nodes of '{cluster.name}' are autoscaled "
+                             f"({kind}_nodes_max): `elasticcluster autoscale {cluster.name}` adds and "
+                             "removes them as SLURM asks")
     for kind in add:
         _check_kind(cluster, kind, add[kind])
     provider = _cloud(cluster)
@@ -333,6 +353,51 @@ def remove_node(cluster: Cluster, node_name: str, *, setup: bool = True,
         events.progress(f"Node {node_name} removed from cluster '{cluster.name}'.")
         if setup:
             _run_setup(cluster, (), events)
+
+
+def scale(cluster: Cluster, *, add: dict[str, list[str]] | None = None, remove: list[str] = (),
+          events: Events | None = None) -> list[str]:
+    """The autoscaler's resize: make the nodes named in ``add`` (kind -> names, as the
+    scheduler names them) and terminate those named in ``remove``, the same steps as
+    ``resize`` without its setup (the autoscaler sets up the new nodes itself). Returns the
+    names in ``add`` that could not be made: those are terminated and forgotten."""
+    events = events or Events()
+    provider = _cloud(cluster)
+    wanted = [name for names in (add or {}).values() for name in names]
+    with _changing(cluster, events, advice=lambda: f"Run `elasticcluster autoscale {cluster.name}` "
+                                                   "again: it goes on where this stopped"):
+        _reconcile(cluster, provider, events)
+        have = {n.name for n in cluster.get_all_nodes()}
+        going = [cluster.get_node_by_name(name) for name in remove if name in have]
+        if going:
+            _remove(provider, cluster, going)
+        added = []
+        for kind, names in (add or {}).items():
+            new = [name for name in names if name not in have]
+            if new:
+                added += cluster.template_spec.add_nodes(cluster, kind, len(new), names=new)
+        _check_size(cluster)
+        if added:
+            cluster.save()
+            try:
+                _create(cluster, provider, added, None, events)
+            except (CloudError, UsageError) as err:
+                log.warning("%s", err)
+                _drop_all(provider, cluster, added, events)
+        have = {n.name for n in cluster.get_all_nodes()}
+    return [name for name in wanted if name not in have]
+
+
+def _drop_all(provider, cluster: Cluster, nodes: list[Node], events: Events) -> None:
+    """Terminate and forget ``nodes`` (those the cluster still holds)."""
+    nodes = [n for n in nodes if n in cluster.get_all_nodes()]
+    try:
+        _resolve_missing(cluster, provider, events)
+    except ElasticClusterError:
+        pass
+    nodes = [n for n in nodes if n in cluster.get_all_nodes()]
+    if nodes:
+        lifecycle.drop_nodes(provider, cluster, nodes)
 
 
 def _next_steps(cluster: Cluster) -> str:
@@ -442,16 +507,19 @@ def _fail_on(outcome, cluster: Cluster, verb: str) -> None:
 # -- setup and refresh ------------------------------------------------------------------------
 
 
-def setup(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None = None) -> None:
-    """Run the setup (the template's playbook) on every node; idempotent. SetupFailed names
-    each failed host, its task and the message."""
+def setup(cluster: Cluster, *, extra_args: list[str] = (), limit: list[str] | None = None,
+          events: Events | None = None) -> None:
+    """Run the setup (the template's playbook) on every node, or on the nodes named in
+    ``limit``; idempotent. SetupFailed names each failed host, its task and the message.
+    The nodes set up are marked so (``node.extra["set_up"]``)."""
     events = events or Events()
     _setup_provider(cluster)
     with _changing(cluster, events, advice=lambda: f"Run `elasticcluster setup {cluster.name}` again"):
         if _unsettled(cluster):
             _reconcile(cluster, _cloud(cluster), events)
-        _run_setup(cluster, extra_args, events)
-    events.progress(f"Cluster '{cluster.name}' is set up.")
+        _run_setup(cluster, extra_args, events, limit=limit)
+    events.progress(f"Cluster '{cluster.name}' is set up." if limit is None else
+                    f"Set up: {', '.join(limit)}.")
 
 
 def setup_succeeds(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None = None) -> bool:
@@ -471,11 +539,15 @@ def _setup_provider(cluster: Cluster):
     return cluster.setup_provider
 
 
-def _run_setup(cluster: Cluster, extra_args, events: Events) -> None:
+def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | None = None) -> None:
+    """Run the setup on every node (or those named in ``limit``); mark them set up."""
     provider = _setup_provider(cluster)
+    if limit:
+        extra_args = [*extra_args, "--limit", ",".join(limit)]
     if not hasattr(provider, "run_setup"):  # a setup provider of the seed's contract
         if not provider.setup_cluster(cluster):
             raise SetupFailed(f"setup of cluster '{cluster.name}' failed")
+        _mark_set_up(cluster, limit)
         return
     listener = events.setup_listener([n.name for n in cluster.get_all_nodes()]) \
         if events.setup_listener else None
@@ -486,6 +558,14 @@ def _run_setup(cluster: Cluster, extra_args, events: Events) -> None:
         where = f"; Ansible's output: {run.log_path}" if run.log_path else ""
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
+    _mark_set_up(cluster, limit)
+
+
+def _mark_set_up(cluster: Cluster, limit: list[str] | None) -> None:
+    for node in cluster.get_all_nodes():
+        if limit is None or node.name in limit:
+            node.extra["set_up"] = True
+    cluster.save()
 
 
 def refresh(cluster: Cluster, *, events: Events | None = None) -> None:

@@ -79,6 +79,10 @@ class ClusterFiles:
     def ansible_log(self) -> Path:
         return self.folder / "ansible.log"
 
+    @property
+    def autoscale_log(self) -> Path:
+        return self.folder / "autoscale.log"
+
     def ensure(self) -> ClusterFiles:
         """Make the folder (mode 0700, whatever the umask) if it is missing."""
         self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -123,6 +123,19 @@ def resume(args) -> int:
     return 0
 
 
+def autoscale(args) -> int:
+    from elasticcluster import autoscale as autoscaler
+    from elasticcluster.cli.progress import autoscale_status
+
+    if args.interval <= 0:
+        raise UsageError("autoscale --interval: expected a number of seconds above 0")
+    cluster = _loaded(args)
+    with autoscale_status(cluster.name, args.once) as status:
+        autoscaler.run(cluster, once=args.once, interval=args.interval, events=session.events(args),
+                       status=status)
+    return 0
+
+
 def connect(args) -> int:
     """``ssh`` and ``sftp``: exec the system program with the cluster's key, known_hosts and jump host."""
     import os

@@ -68,6 +68,14 @@ def register(subparsers, common) -> None:
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.set_defaults(func=getattr(commands, name))
 
+    p = subparsers.add_parser("autoscale", parents=[common],
+                              help="make and remove the autoscaled nodes as SLURM's power saving asks")
+    p.add_argument("cluster", help="name of a started cluster with an autoscaled kind (KIND_nodes_max)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for cron or a systemd timer)")
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                   help="how often to look at SLURM (default: 5)")
+    p.set_defaults(func=commands.autoscale)
+
     p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again",
                               usage="%(prog)s [-h] [-v] cluster [-- ANSIBLE_PLAYBOOK_ARGS...]")
     p.add_argument("cluster", help="name of a started cluster")

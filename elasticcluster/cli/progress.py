@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 from elasticcluster.playbook import Listener
 
@@ -82,3 +83,35 @@ def listener_for(hosts: list[str], verbosity: int) -> Listener:
     if sys.stderr.isatty():
         return LiveProgress(hosts)
     return PlainProgress()
+
+
+@contextmanager
+def autoscale_status(cluster: str, once: bool):
+    """What ``autoscale`` shows of each round: a live table on a terminal, a line when it changes."""
+    if sys.stderr.isatty() and not once:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.table import Table
+
+        def render(found) -> Table:
+            table = Table(title=f"autoscale {cluster}", title_justify="left")
+            for column in ("wanted", "starting", "up", "going", "failed"):
+                table.add_column(column)
+            table.add_row(*(", ".join(getattr(found, c)) or "-" for c in ("wanted", "starting", "up", "going",
+                                                                          "failed")))
+            return table
+
+        with Live(console=Console(stderr=True), refresh_per_second=4, transient=False) as live:
+            yield lambda found: live.update(render(found))
+        return
+    last = [None]
+
+    def line(found) -> None:
+        text = (f"autoscale {cluster}: wanted {len(found.wanted)}, starting {len(found.starting)}, "
+                f"up {len(found.up)} ({', '.join(found.up) or '-'}), going {len(found.going)}"
+                + (f", failed {', '.join(found.failed)}" if found.failed else ""))
+        if text != last[0]:
+            print(text, file=sys.stderr, flush=True)
+            last[0] = text
+
+    yield line

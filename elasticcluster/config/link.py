@@ -47,6 +47,15 @@ class NodeKind:
     extra: dict[str, object] = field(default_factory=dict)
     #: create_node arguments with secret values (kept out of state files: read from here)
     create_secrets: dict[str, object] = field(default_factory=dict, repr=False)
+    #: the ceiling of an autoscaled kind (``KIND_nodes_max``); None: the kind is not autoscaled
+    max_count: int | None = None
+    #: seconds an autoscaled node may stay idle before it goes (``autoscale_idle``)
+    idle: int = 300
+
+    @property
+    def elastic_names(self) -> list[str]:
+        """The names of the nodes above ``count`` up to ``max_count``, that autoscale makes."""
+        return [f"{self.kind}{index:03d}" for index in range(self.count + 1, (self.max_count or 0) + 1)]
 
 
 @dataclass
@@ -86,6 +95,8 @@ class ClusterTemplate:
                     f"--nodes: template '{self.name}' has no node kind '{kind}'; "
                     f"its kinds are: {', '.join(sorted(kinds))}")
             spec = kinds[kind]
+            if spec.max_count is not None and count > spec.max_count:
+                raise UsageError(f"--nodes {count}:{kind}: more than {kind}_nodes_max = {spec.max_count}")
             if count > MAX_NODES:
                 raise UsageError(f"--nodes {count}:{kind}: a cluster holds at most {MAX_NODES} nodes")
             # with no KIND_min_nodes of its own, the minimum follows the count asked for
@@ -96,15 +107,17 @@ class ClusterTemplate:
             raise UsageError(f"--nodes: {total} nodes in all; a cluster holds at most {MAX_NODES}")
         return replace(self, kinds=kinds)
 
-    def add_nodes(self, cluster, kind: str, count: int) -> list:
+    def add_nodes(self, cluster, kind: str, count: int, names: list[str] | None = None) -> list:
         """Add ``count`` new nodes of ``kind`` to ``cluster`` (a ``Cluster``), configured as this
-        template says: the one place where a node kind becomes nodes."""
+        template says (named ``names`` if given): the one place where a node kind becomes nodes."""
         spec = self.kinds[kind]
         extra = dict(spec.extra)
         image_user = extra.pop("image_user", None) or self.logins[spec.login]["image_user"]
-        return cluster.add_nodes(kind, count, spec.image_id, image_user, spec.flavor, spec.security_group,
-                                 spec.image_userdata, network_ids=list(spec.network_ids), login=spec.login,
-                                 **extra)
+        args = (spec.image_id, image_user, spec.flavor, spec.security_group, spec.image_userdata)
+        options = {"network_ids": list(spec.network_ids), "login": spec.login, **extra}
+        if names:
+            return [cluster.add_node(kind, *args, name=name, **options) for name in names]
+        return cluster.add_nodes(kind, count, *args, **options)
 
     def summary(self) -> dict:
         """What ``list-templates`` shows (no secrets)."""
@@ -410,7 +423,7 @@ class _Linker:
                                       set(create.values) | set(create.secrets), problems, self.warned)
             extra = {k: node[k] for k in NODE_KEYS
                      if k in node and k not in ("image_id", "flavor", "security_group", "image_userdata",
-                                                "network_ids", "login")}
+                                                "network_ids", "login", "autoscale_idle")}
             if create.values:
                 extra["create"] = create.values
             if create.secrets:
@@ -443,6 +456,10 @@ class _Linker:
             if min_count > count:
                 problems.append(f"{section.locate(f'{kind}_min_nodes')} = {min_count} is more than "
                                 f"{kind}_nodes = {count}; expected at most {count}")
+            max_count = values.get(f"{kind}_nodes_max")
+            if max_count is not None and max_count < count:
+                problems.append(f"{section.locate(f'{kind}_nodes_max')} = {max_count} is less than "
+                                f"{kind}_nodes = {count}; expected {count} or more")
             kind_vars = {}
             if setup is not None:
                 prefix = f"{kind}_var_"
@@ -452,7 +469,7 @@ class _Linker:
                 image_id=node.get("image_id", ""), flavor=node.get("flavor", ""),
                 security_group=node.get("security_group"), image_userdata=node.get("image_userdata", ""),
                 network_ids=list(node.get("network_ids") or []), vars=kind_vars, extra=extra,
-                create_secrets=create.secrets)
+                create_secrets=create.secrets, max_count=max_count, idle=node.get("autoscale_idle") or 300)
         for (type_, name), node_sec in self.raw.sections.items():
             owner, _, kind = name.partition("/")
             if type_ == "node" and owner == section.name and kind not in counts:

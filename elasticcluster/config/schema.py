@@ -98,6 +98,9 @@ _NODE_KEYS = {
     "min_cpu_platform": _rule("string", "a CPU platform name"),
 }
 
+#: how long an autoscaled node may stay idle before SLURM powers it down (its SuspendTime)
+_AUTOSCALE_IDLE = _rule("integer", "a number of seconds, 30 or more", min=30)
+
 FIXED = {
     "login": {
         "image_user": _rule("string", "the user the image lets you log in as", required=True, empty=False),
@@ -125,8 +128,9 @@ FIXED = {
         "startup_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=600),
         "ssh_probe_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=5),
         "thread_pool_max_size": _rule("integer", "a whole number, 1 or more", min=1, default=10),
+        "autoscale_idle": _AUTOSCALE_IDLE,
     },
-    "node": dict(_NODE_KEYS),
+    "node": {**_NODE_KEYS, "autoscale_idle": _AUTOSCALE_IDLE},
 }
 
 PATTERNS = {
@@ -144,6 +148,9 @@ PATTERNS = {
                                                        min=0, max=MAX_NODES)),
         (re.compile(rf"^({KIND})_nodes$"), _rule("integer", f"a whole number from 0 to {MAX_NODES}",
                                                    min=0, max=MAX_NODES)),
+        # the ceiling of an autoscaled kind (elasticcluster autoscale)
+        (re.compile(rf"^({KIND})_nodes_max$"), _rule("integer", f"a whole number from 0 to {MAX_NODES}",
+                                                       min=0, max=MAX_NODES)),
         (re.compile(r"^global_var_(\w+)$"), _rule("any", "a value")),
         (re.compile(r"^ex_\w+$"), _rule("string", "a value for the cloud driver's create_node")),
     ],

@@ -12,7 +12,8 @@ import elasticcluster
 #: every subcommand the CLI registers, with the options the seed documents for it
 SUBCOMMANDS = {
     "start": ["-n CLUSTER_NAME", "--name", "--nodes", "--no-setup", "cluster"],
-    "stop": ["--force", "--yes", "cluster"],
+    "stop": ["--force", "--yes", "--cloud", "cluster"],
+    "autoscale": ["--once", "--interval", "cluster"],
     "list": ["--json"],
     "list-nodes": ["-u", "--update", "--json", "cluster"],
     "list-templates": ["--json", "GLOB"],

@@ -99,12 +99,14 @@ def test_3_resize_killed_after_its_create_calls_adopts_their_instances(moto, pro
     ec.write(ec2_config(proxy.url, moto.image_id, ssh_key, compute=1))
     assert ec("start", "slurm").returncode == 0
     # the cloud makes the instances; the command is killed before it hears back
-    proxy.rules.append(Rule("RunInstances", fault="drop", delay=1.5, signal=signal.SIGKILL))
+    proxy.counts.clear()
+    proxy.rules.append(Rule("RunInstances", fault="drop", delay=3))
     proc = ec.popen("resize", "slurm", "-a", "2:compute", "--yes")
-    proxy.target = proc.pid
+    _wait_for(proxy, "RunInstances", 2)  # both create calls sent, held by the proxy
+    proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -9
-    time.sleep(2)  # the proxy forwards the held requests after the kill
+    time.sleep(4)  # the proxy forwards the held requests after the kill
     proxy.rules.clear()
     assert len(_alive(moto, "slurm")) == 4
     result = ec("setup", "slurm")  # the next command adopts them by tag, waits for SSH, then sets up
