@@ -99,6 +99,7 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
     provider = _cloud(cluster)
     if setup:
         _setup_provider(cluster)
+
     def advice() -> str:
         if cluster.extra.get("started"):
             return f"Run `elasticcluster setup {cluster.name}` to set it up"
