@@ -143,7 +143,6 @@ def run_playbook(cluster: Cluster, spec: SetupSpec, *, extra_args: list[str] = (
         os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
     try:
         log.debug("running %s", " ".join(command))
-        # umask 077: what Ansible writes (the fact cache) is the user's alone, as every stored file
         proc = subprocess.Popen(command, env=env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
                                 stdout=output, stderr=subprocess.STDOUT if output else None, umask=0o077)
         os.close(write_fd)
@@ -160,7 +159,22 @@ def run_playbook(cluster: Cluster, spec: SetupSpec, *, extra_args: list[str] = (
         listener.close()
         if output is not None:
             output.close()
+        _tighten(files.facts)
     return run
+
+
+def _tighten(folder: Path) -> None:
+    """Make Ansible's fact cache the user's alone, as every stored file.
+
+    Its jsonfile plugin chmods each file it writes to 0644, whatever the umask; the
+    folder is 0700 all along, so nobody else could read them meanwhile.
+    """
+    try:
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                entry.chmod(0o600)
+    except OSError as err:
+        log.warning("could not make the fact cache in %s private: %s", folder, err)
 
 
 def _read_events(fd: int, run: PlaybookRun, listener: Listener) -> None:
