@@ -5,7 +5,7 @@ Both classes turn into plain dicts (``to_dict``/``from_dict``) for the state
 store; no secret is part of them.
 
 The model does the cloud and setup work of its seed methods (``start``,
-``stop``, ``setup``, ``update``, ``resize``, ...) through the cluster
+``stop``, ``setup``, ``update``, ``resize``, ``bake``, ...) through the cluster
 operations, which register themselves here when ``elasticcluster.operations``
 is imported (``Configurator`` and ``elasticcluster.providers`` do): the model
 never imports the layers above it.
@@ -313,9 +313,11 @@ class Cluster:
         """
         self._ops().start(self, min_nodes=min_nodes, **options)
 
-    def stop(self, force: bool = False, **options) -> None:
-        """Terminate every node (and any the cloud tags as this cluster's) and forget the cluster."""
-        self._ops().stop(self, force=force, **options)
+    def stop(self, force: bool = False, **options) -> dict:
+        """Terminate every node (and any the cloud tags as this cluster's), delete the cluster's
+        baked images (unless ``keep_images=True``: then they are returned, kind -> record) and
+        forget the cluster."""
+        return self._ops().stop(self, force=force, **options)
 
     def setup(self, extra_args: list[str] = (), **options) -> bool:
         """Configure the nodes with the setup provider; True on success (the failure is logged)."""
@@ -330,6 +332,12 @@ class Cluster:
         """Add (``{"compute": 2}``) and/or remove nodes (the newest of a kind go first), then set
         the cluster up again unless ``setup=False``: ``elasticcluster resize``."""
         self._ops().resize(self, add=add, remove=remove, **options)
+
+    def bake(self, kinds: list[str] | None = None, **options) -> dict:
+        """Make an image of one set-up node of each kind (or of ``kinds``), without its SSH host
+        keys or the cluster's secrets; new nodes of that kind boot from it: ``elasticcluster
+        bake``. Returns kind -> the image's record (``id``, ``name``, ``from``, ``made``)."""
+        return self._ops().bake(self, kinds=kinds, **options)
 
     def pause(self, **options) -> None:
         """Stop the nodes without terminating them."""
