@@ -74,6 +74,11 @@ set -e
 if [ -r /etc/elasticcluster/login ]; then
     user=$(cat /etc/elasticcluster/login)
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+    # a node from a baked image has the user already, and the cluster's shared /home may be new
+    if [ ! -d "/home/$user" ]; then
+        install -d -m 700 -o "$user" -g "$user" "/home/$user"
+        cp -a /etc/skel/. "/home/$user/" && chown -R "$user:$user" "/home/$user"
+    fi
     install -d -m 700 -o "$user" -g "$user" "/home/$user/.ssh"
     # /home may be shared by the cluster's nodes: add the key, keep what is there
     keys="/home/$user/.ssh/authorized_keys"

@@ -91,15 +91,15 @@ def image_name(cluster: str, kind: str, when: float | None = None) -> str:
 
 # -- on the node ------------------------------------------------------------------------------
 
-_RESTORE = f"""#!/bin/sh
-# elasticcluster bake: put back what was moved into {STAGE} while an image was made
-stage={STAGE}
+_RESTORE = """#!/bin/sh
+# elasticcluster bake: put back what was moved into $stage while an image was made
+stage=@STAGE@
 [ -f "$stage/moved" ] || exit 0
 status=0
 while read -r mode path; do
     [ -e "$stage$path" ] || [ -L "$stage$path" ] || continue
     # a file something wrote meanwhile (a daemon's state) is newer than the one moved away
-    if [ "$mode" = move ] && {{ [ -e "$path" ] || [ -L "$path" ]; }}; then continue; fi
+    if [ "$mode" = move ] && { [ -e "$path" ] || [ -L "$path" ]; }; then continue; fi
     mkdir -p "$(dirname "$path")" && mv -f "$stage$path" "$path" || status=1
 done < "$stage/moved"
 [ "$status" = 0 ] || exit "$status"
@@ -112,24 +112,27 @@ exit 0
 """
 
 
-def stage_script(paths: list[SecretPath], fallback_delay: int = FALLBACK_DELAY) -> str:
-    """The shell script that moves ``paths`` into ``STAGE`` (after putting back what an earlier
+def stage_script(paths: list[SecretPath], fallback_delay: int = FALLBACK_DELAY, stage: str = STAGE) -> str:
+    """The shell script that moves ``paths`` into ``stage`` (after putting back what an earlier
     bake left there) and arms the timer that moves them back by itself; it prints each path."""
     lines = [
         "set -u",
         "umask 077",
-        f"stage={STAGE}",
-        'if [ -x "$stage/restore" ]; then "$stage/restore" || { echo "cannot put back the files '
+        f"stage={shlex.quote(stage)}",
+        # /run is mounted noexec on many systems (Docker's tmpfs too): scripts there run through sh
+        'if [ -f "$stage/restore" ]; then sh "$stage/restore" || { echo "cannot put back the files '
         'an earlier bake left in $stage" >&2; exit 3; }; fi',
+        'if [ -e "$stage/moved" ]; then echo "$stage holds files of an earlier bake" >&2; exit 3; fi',
         'rm -rf "$stage" && mkdir -p "$stage" || exit 3',
         "cat > \"$stage/restore\" <<'ELASTICCLUSTER_RESTORE'",
-        _RESTORE.rstrip("\n"),
+        _RESTORE.replace("@STAGE@", shlex.quote(stage)).rstrip("\n"),
         "ELASTICCLUSTER_RESTORE",
         'chmod 700 "$stage/restore" && : > "$stage/moved" || exit 3',
         "systemctl stop elasticcluster-bake-restore.timer >/dev/null 2>&1",
         f'if ! systemd-run --quiet --unit=elasticcluster-bake-restore --on-active={fallback_delay} '
-        '"$stage/restore" >/dev/null 2>&1; then',
-        f'    setsid nohup sh -c "sleep {fallback_delay}; exec $stage/restore" </dev/null >/dev/null 2>&1 &',
+        '/bin/sh "$stage/restore" >/dev/null 2>&1; then',
+        f'    setsid nohup sh -c "sleep {fallback_delay}; exec sh $stage/restore" '
+        '</dev/null >/dev/null 2>&1 &',
         '    echo $! > "$stage/fallback.pid"',
         "fi",
     ]
@@ -152,8 +155,11 @@ def stage_script(paths: list[SecretPath], fallback_delay: int = FALLBACK_DELAY) 
     return "\n".join(lines) + "\n"
 
 
-def restore_script() -> str:
-    return f'if [ -x {STAGE}/restore ]; then {STAGE}/restore; fi\n'
+def restore_script(stage: str = STAGE) -> str:
+    """Put back what ``stage_script`` moved; fails unless nothing is left staged."""
+    stage = shlex.quote(stage)
+    return (f"if [ -f {stage}/restore ]; then sh {stage}/restore || exit $?; fi\n"
+            f'if [ -e {stage}/moved ]; then echo "files are still in {stage}" >&2; exit 5; fi\n')
 
 
 def _as_root(login: ssh.Login, script: str) -> str:
@@ -264,7 +270,7 @@ def bake_node(provider, cluster: Cluster, node: Node, instance, kind: str, paths
             cluster.save()
         provider.tag_image(image, {TAG_CLUSTER: provider.tag_value(cluster.name), TAG_KIND: kind})
         provider.wait_image_ready(image.id, timeout=ready_timeout)
-    progress(f"{kind}: image {record['id']} is ready")
+        progress(f"{kind}: image {record['id']} is ready")
     return record
 
 
