@@ -12,7 +12,8 @@ import elasticcluster
 #: every subcommand the CLI registers, with the options the seed documents for it
 SUBCOMMANDS = {
     "start": ["-n CLUSTER_NAME", "--name", "--nodes", "--no-setup", "cluster"],
-    "stop": ["--force", "--yes", "cluster"],
+    "stop": ["--force", "--yes", "--keep-images", "cluster"],
+    "bake": ["--kind", "cluster"],
     "list": ["--json"],
     "list-nodes": ["-u", "--update", "--json", "cluster"],
     "list-templates": ["--json", "GLOB"],
@@ -39,6 +40,9 @@ CHANGING = [
     (["pause", "mycluster", "--yes"], "no cluster named 'mycluster'"),
     (["resume", "mycluster"], "no cluster named 'mycluster'"),
     (["setup", "mycluster"], "no cluster named 'mycluster'"),
+    (["bake", "mycluster"], "no cluster named 'mycluster'"),
+    (["bake", "mycluster", "--kind", "compute", "--kind", "frontend"], "no cluster named 'mycluster'"),
+    (["stop", "mycluster", "--yes", "--keep-images"], "no cluster named 'mycluster'"),
     (["setup", "mycluster", "-v", "--", "--tags", "slurm"], "no cluster named 'mycluster'"),
     (["ssh", "mycluster"], "no cluster named 'mycluster'"),
     (["ssh", "mycluster", "-n", "compute001", "--", "hostname", "-f"], "no cluster named 'mycluster'"),
