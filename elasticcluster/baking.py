@@ -173,7 +173,8 @@ def _as_root(login: ssh.Login, script: str) -> str:
 
 
 def _open(cluster: Cluster, node: Node, timeout: float):
-    """An open Fabric connection to ``node`` (through the frontend when it has no public address)."""
+    """An open Fabric connection to ``node`` (through the frontend when it has no public address),
+    and that gateway's connection (or None)."""
     gateway = None
     try:
         frontend = cluster.get_frontend_node()
@@ -187,10 +188,16 @@ def _open(cluster: Cluster, node: Node, timeout: float):
         # the connection must outlive the wait for the image: new ones fail while host keys are away
         conn.transport.set_keepalive(15)
     except Exception as err:  # noqa: BLE001 (any failure to connect is reported the same way)
-        conn.close()
+        _close(conn, gateway)
         status, detail = ssh.classify(err)
         raise CloudError(f"{node.name}: cannot log in over SSH to bake it ({status}: {detail})") from None
-    return conn
+    return conn, gateway
+
+
+def _close(conn, gateway) -> None:
+    conn.close()
+    if gateway is not None:
+        gateway.close()
 
 
 def _run(conn, login: ssh.Login, script: str, timeout: float):
@@ -204,7 +211,7 @@ def secrets_staged(cluster: Cluster, node: Node, paths: list[SecretPath], *, tim
     back over the same connection (new SSH logins fail while the host keys are away) whatever
     happens in the block, a second Ctrl-C included."""
     login = ssh.Login.of(cluster, node)
-    conn = _open(cluster, node, timeout)
+    conn, gateway = _open(cluster, node, timeout)
     try:
         result = _run(conn, login, stage_script(paths), timeout=max(timeout, 120))
         moved = [line for line in result.stdout.splitlines() if line.startswith("/")]
@@ -230,7 +237,7 @@ def secrets_staged(cluster: Cluster, node: Node, paths: list[SecretPath], *, tim
                     log.error("%s", err)
         progress(f"{node.name}: its secret files are back in place")
     finally:
-        conn.close()
+        _close(conn, gateway)
 
 
 def _restore(conn, login: ssh.Login, node: Node, timeout: float) -> None:

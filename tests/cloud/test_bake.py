@@ -225,3 +225,49 @@ def test_an_image_that_cannot_be_deleted_keeps_the_cluster_for_stop(moto, proxy,
     result = ec("stop", "del", "--yes")
     assert result.returncode == 0, result.output
     assert own_images(moto) == {} and not (ec.storage / "del").exists()
+
+
+def test_a_changed_image_id_wins_and_another_template_leaves_kept_images_alone(moto, proxy, ec, ssh_key,
+                                                                               fake_secrets):
+    config = with_bake_secrets(ec2_config(proxy.url, moto.image_id, ssh_key, compute=1), fake_secrets)
+    config += f"""
+[cluster/other]
+cloud = moto
+login = ubuntu
+setup_provider = slurm
+image_id = {moto.image_id}
+flavor = t2.micro
+security_group = elasticcluster-test
+frontend_nodes = 1
+compute_nodes = 1
+ssh_to = frontend
+"""
+    ec.write(config)
+    assert ec("start", "slurm", "-n", "chg").returncode == 0
+    assert ec("bake", "chg", "--kind", "compute").returncode == 0
+    [ami] = own_images(moto)
+    # the template's image changes after the bake: new nodes boot from the template's image
+    newer = [i["ImageId"] for i in moto.ec2.describe_images(Owners=["amazon"])["Images"]
+             if i["ImageId"] != moto.image_id][0]
+    ec.write(config.replace(f"image_id = {moto.image_id}", f"image_id = {newer}", 1))
+    result = ec("resize", "chg", "-a", "1:compute", "--yes")
+    assert result.returncode == 0, result.output
+    assert proxy.params["RunInstances"][-1]["ImageId"] == newer
+    assert f"image_id changed to {newer} since image {ami} was baked" in result.stderr
+    assert ec("stop", "chg", "--yes", "--keep-images").returncode == 0
+    # a cluster of that name from another template does not take the kept images
+    calls = len(proxy.params["RunInstances"])
+    result = ec("start", "other", "-n", "chg")
+    assert result.returncode == 0, result.output
+    assert "made from template slurm, not other" in result.stderr
+    assert {p["ImageId"] for p in proxy.params["RunInstances"][calls:]} == {moto.image_id}
+    assert ec("stop", "chg", "--yes").returncode == 0
+    assert set(own_images(moto)) == {ami}  # still kept
+    # from the same template whose image changed: kept, but not booted from; its stop deletes it
+    calls = len(proxy.params["RunInstances"])
+    result = ec("start", "slurm", "-n", "chg")
+    assert result.returncode == 0, result.output
+    assert {p["ImageId"] for p in proxy.params["RunInstances"][calls:]} == {newer}
+    assert ec("stop", "chg", "--yes").returncode == 0
+    assert own_images(moto) == {}
+    assert not (ec.storage / ".kept-images" / "chg.json").exists()
