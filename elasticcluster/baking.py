@@ -213,16 +213,16 @@ def secrets_staged(cluster: Cluster, node: Node, paths: list[SecretPath], *, tim
     login = ssh.Login.of(cluster, node)
     conn, gateway = _open(cluster, node, timeout)
     try:
-        result = _run(conn, login, stage_script(paths), timeout=max(timeout, 120))
-        moved = [line for line in result.stdout.splitlines() if line.startswith("/")]
-        if result.exited != 0:
-            _restore(conn, login, node, timeout)
-            raise CloudError(f"{node.name}: could not move its secrets away before making its image "
-                             f"(exit {result.exited}: {result.stderr.strip()[-300:]}); nothing was made")
-        log.debug("%s: moved to %s while its image is made: %s", node.name, STAGE, ", ".join(moved))
-        progress(f"{node.name}: {len(moved)} secret file(s) moved to {STAGE} while its image is made")
         failure = None
         try:
+            with lifecycle.signals_deferred():  # a Ctrl-C waits for the move (seconds), then undoes it
+                result = _run(conn, login, stage_script(paths), timeout=max(timeout, 120))
+            moved = [line for line in result.stdout.splitlines() if line.startswith("/")]
+            if result.exited != 0:
+                raise CloudError(f"{node.name}: could not move its secrets away before making its image "
+                                 f"(exit {result.exited}: {result.stderr.strip()[-300:]}); nothing was made")
+            log.debug("%s: moved to %s while its image is made: %s", node.name, STAGE, ", ".join(moved))
+            progress(f"{node.name}: {len(moved)} secret file(s) moved to {STAGE} while its image is made")
             yield moved
         except BaseException as err:
             failure = err
