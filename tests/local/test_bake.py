@@ -78,7 +78,8 @@ def test_bake_resize_keep_and_stop(local):
                                            "/etc/munge/munge.key && test ! -e /run/elasticcluster-bake && "
                                            "! systemctl list-timers --all | grep -q elasticcluster-bake")
             assert code == 0, (container.name, out)
-        assert local("list-nodes", name).returncode == 0
+        listed = local("list-nodes", name)
+        assert listed.returncode == 0 and f"- compute image:     {compute} (baked from compute001)" in listed.stdout
         result = local("ssh", name, "-n", "compute001", "--", "hostname")  # host key checked
         assert result.returncode == 0 and result.stdout.strip() == "compute001", result.output
         assert host_keys(local, name) == keys
