@@ -107,7 +107,8 @@ sync
 systemctl stop elasticcluster-bake-restore.timer >/dev/null 2>&1
 pid=$(cat "$stage/fallback.pid" 2>/dev/null)
 rm -rf "$stage"
-if [ -n "$pid" ] && [ "$pid" != "$$" ]; then kill "$pid" 2>/dev/null; fi
+# the fallback leads a session of its own (setsid): its sleep goes with it
+if [ -n "$pid" ] && [ "$pid" != "$$" ]; then kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; fi
 exit 0
 """
 
@@ -269,11 +270,12 @@ def bake_node(provider, cluster: Cluster, node: Node, instance, kind: str, paths
                 f"elasticcluster: {kind} node of cluster {cluster.name}, made from {node.name}"))
             record = {"id": str(image.id), "name": name, "from": node.name, "made": int(time.time()),
                       "base": base}
-            images = cluster.extra.setdefault("images", {})
+            images = cluster.images
             old = images.get(kind)
-            if old and old.get("id") != record["id"]:
-                cluster.extra.setdefault("old_images", []).append(old)
+            if old and old["id"] != record["id"]:
+                cluster.extra["old_images"] = [*cluster.old_images, old]
             images[kind] = record
+            cluster.extra["images"] = images
             cluster.save()
         provider.tag_image(image, {TAG_CLUSTER: provider.tag_value(cluster.name), TAG_KIND: kind})
         provider.wait_image_ready(image.id, timeout=ready_timeout)

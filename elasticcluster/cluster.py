@@ -42,6 +42,10 @@ def use_operations(operations) -> None:
     _operations = operations
 
 
+def _is_image(record) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("id"), str) and bool(record["id"])
+
+
 def parse_node_counts(text: str) -> dict[str, int]:
     """``N1:KIND1[,N2:KIND2,...]`` (``start --nodes``, ``resize -a/-r``) -> {KIND: N}."""
     counts: dict[str, int] = {}
@@ -236,6 +240,22 @@ class Cluster:
 
     def node_counts(self) -> dict[str, int]:
         return {kind: len(nodes) for kind, nodes in sorted(self.nodes.items())}
+
+    @property
+    def images(self) -> dict[str, dict]:
+        """The baked image of each kind (``bake``): kind -> a copy of its record (``id``, ``name``,
+        ``from``, ``made``, ``base``); what is not such a record (a state file edited by hand) is
+        left out."""
+        found = self.extra.get("images")
+        if not isinstance(found, dict):
+            return {}
+        return {kind: dict(record) for kind, record in found.items() if _is_image(record)}
+
+    @property
+    def old_images(self) -> list[dict]:
+        """Images that a later bake replaced and that could not be deleted yet (``stop`` does)."""
+        found = self.extra.get("old_images")
+        return [dict(record) for record in found if _is_image(record)] if isinstance(found, list) else []
 
     # -- persistence ---------------------------------------------------------
 

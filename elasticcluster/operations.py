@@ -143,9 +143,10 @@ def _adopt_kept_images(cluster: Cluster, events: Events) -> None:
                     "not used (they stay kept: %s)", cluster.name, ", ".join(sorted(templates)),
                     cluster.template, ", ".join(r["id"] for r in kept.values()))
         return
-    images = cluster.extra.setdefault("images", {})
+    images = cluster.images
     for kind, record in kept.items():
         images.setdefault(kind, {k: v for k, v in record.items() if k != "template"})
+    cluster.extra["images"] = images
     for kind, nodes in sorted(cluster.nodes.items()):
         fresh = [n for n in nodes if not n.instance_id and not n.extra.get("client_token")]
         record = _usable_image(cluster, kind) if fresh else None
@@ -265,8 +266,7 @@ def _images_at_stop(cluster: Cluster, provider, events: Events, *, force: bool, 
     unless ``keep``, the current ones), or keep them for a new cluster of this name."""
     from elasticcluster import baking
 
-    images = dict(cluster.extra.get("images") or {})
-    old = list(cluster.extra.get("old_images") or [])
+    images, old = cluster.images, cluster.old_images
     kept = images if keep else {}
     if kept:
         cluster.repository.keep_images(cluster.name, {kind: {**record, "template": cluster.template}
@@ -649,7 +649,7 @@ def _delete_old_images(cluster: Cluster, provider, events: Events) -> None:
     """Delete the images later bakes replaced; one still in use stays recorded for ``stop``."""
     from elasticcluster import baking
 
-    old = list(cluster.extra.get("old_images") or [])
+    old = cluster.old_images
     if not old:
         return
     done, failed = baking.delete_images(provider, old)
@@ -667,7 +667,7 @@ def _base_image(cluster: Cluster, kind: str, node: Node) -> str | None:
     spec = cluster.template_spec
     if spec is not None and kind in spec.kinds:
         return spec.kinds[kind].image_id
-    current = (cluster.extra.get("images") or {}).get(kind)
+    current = cluster.images.get(kind)
     if current is not None:
         return current.get("base")
     return None if node.extra.get("baked") else node.image_id
@@ -676,7 +676,7 @@ def _base_image(cluster: Cluster, kind: str, node: Node) -> str | None:
 def _usable_image(cluster: Cluster, kind: str) -> dict | None:
     """The baked image new ``kind`` nodes boot from: the kind's, unless the template's image_id
     for the kind changed since it was baked (then the template's wins)."""
-    record = (cluster.extra.get("images") or {}).get(kind)
+    record = cluster.images.get(kind)
     if not record:
         return None
     spec = cluster.template_spec
@@ -698,7 +698,7 @@ def _boot_from(record: dict, nodes: list[Node]) -> None:
 
 
 def _recorded_images(cluster: Cluster) -> list[dict]:
-    return [*(cluster.extra.get("images") or {}).values(), *(cluster.extra.get("old_images") or [])]
+    return [*cluster.images.values(), *cluster.old_images]
 
 
 def _image_ids(cluster: Cluster) -> set[str]:

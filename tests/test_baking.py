@@ -3,6 +3,7 @@ away while the image is made and put them back (run here with sh, on files of a 
 folder; on real nodes in tests/local/test_bake.py and over SSH in tests/cloud/test_bake.py)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -77,10 +78,24 @@ def node(tmp_path):
     return root, paths, str(tmp_path / "stage")
 
 
+def fallback_alive(stage: str) -> int | None:
+    """The process group of the fallback timer the stage script started (None if none runs)."""
+    pid_file = Path(stage) / "fallback.pid"
+    if not pid_file.exists():
+        return None  # systemd-run took it: a timer unit, stopped by the restore
+    group = int(pid_file.read_text())
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return None
+    return group
+
+
 def test_staging_moves_the_secrets_away_and_restoring_puts_them_back(node):
     root, paths, stage = node
     staged = sh(baking.stage_script(paths, stage=stage))
     assert staged.returncode == 0, staged.stderr
+    group = fallback_alive(stage)
     assert sorted(staged.stdout.split()) == sorted(
         f"{root}/{p}" for p in ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub",
                                 "etc/munge/munge.key", "etc/machine-id"))
@@ -95,6 +110,16 @@ def test_staging_moves_the_secrets_away_and_restoring_puts_them_back(node):
     assert (root / "etc/munge/munge.key").read_text() == "MUNGE"
     assert (root / "etc/machine-id").read_text() == "0123abcd"
     assert not Path(stage).exists()
+    if group is not None:  # the fallback timer is gone, its sleep too
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the fallback timer's process group {group} still runs")
     assert sh(baking.restore_script(stage)).returncode == 0  # twice is harmless
 
 

@@ -86,7 +86,7 @@ def list_nodes(args) -> int:
         "flavor": n.flavor, "image_id": n.image_id, "security_group": n.security_group,
     } for n in cluster.get_all_nodes()]
     images = {kind: {key: record.get(key) for key in ("id", "name", "from", "made")}
-              for kind, record in sorted((cluster.extra.get("images") or {}).items())}
+              for kind, record in sorted(cluster.images.items())}
     info = {"name": cluster.name, "template": cluster.template, "cloud": cluster.cloud,
             "provider": cluster.provider, "frontend": frontend, "nodes": nodes, "images": images}
     if args.json:
