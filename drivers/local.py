@@ -37,6 +37,9 @@ log = logging.getLogger("elasticcluster")
 LABEL_MANAGED = "elasticcluster.managed"
 LABEL_CLUSTER = "elasticcluster.cluster"
 LABEL_NODE = "elasticcluster.node"
+#: on a baked image: the node it was made from, and the name elasticcluster gave it
+LABEL_BAKED_FROM = "elasticcluster.baked-from"
+LABEL_IMAGE_NAME = "elasticcluster.image-name"
 DEFAULT_IMAGE = "elasticcluster/debian-node:bookworm"
 #: where the nodes' shared /home folders live on this machine, one per cluster
 DEFAULT_STATE_DIR = "/var/lib/elasticcluster/local"
@@ -71,6 +74,11 @@ set -e
 if [ -r /etc/elasticcluster/login ]; then
     user=$(cat /etc/elasticcluster/login)
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+    # a node from a baked image has the user already, and the cluster's shared /home may be new
+    if [ ! -d "/home/$user" ]; then
+        install -d -m 700 -o "$user" -g "$user" "/home/$user"
+        cp -a /etc/skel/. "/home/$user/" && chown -R "$user:$user" "/home/$user"
+    fi
     install -d -m 700 -o "$user" -g "$user" "/home/$user/.ssh"
     # /home may be shared by the cluster's nodes: add the key, keep what is there
     keys="/home/$user/.ssh/authorized_keys"
@@ -223,7 +231,50 @@ class LocalNodeDriver(NodeDriver):
 
     def _to_image(self, image, name: str | None = None) -> NodeImage:
         tags = image.tags or [image.id]
-        return NodeImage(id=name or tags[0], name=name or tags[0], driver=self, extra={"id": image.id})
+        labels = image.labels or {}
+        extra = {"id": image.id, "tags": {TAG_CLUSTER: labels.get(LABEL_CLUSTER)} if labels.get(LABEL_CLUSTER)
+                 else {}, "baked_from": labels.get(LABEL_BAKED_FROM), "name": labels.get(LABEL_IMAGE_NAME)}
+        return NodeImage(id=name or tags[0], name=name or tags[0], driver=self, extra=extra)
+
+    # -- baked images ------------------------------------------------------------
+
+    def create_image(self, node: Node, name: str, description: str | None = None) -> NodeImage:
+        """An image of ``node``: the engine's commit of its container, tagged
+        ``elasticcluster/baked-CLUSTER-KIND:N`` (N counting up) and labelled with its cluster, so
+        that ``stop`` and a CI's cleanup find it. What the container has on a tmpfs (/run, /tmp)
+        or on a bind mount (/home, the package cache) is not in it."""
+        container = self._container(node)
+        if container is None:
+            raise LocalEngineError(f"container {node.id[:12]} does not exist")
+        labels = container.labels or {}
+        cluster = labels.get(LABEL_CLUSTER) or "default"
+        source = labels.get(LABEL_NODE) or container.name
+        kind = re.sub(r"[0-9]+$", "", source) or source
+        repository = f"elasticcluster/baked-{_slug(cluster)}-{_slug(kind)}"
+        lock_path = Path(tempfile.gettempdir()) / "elasticcluster-baked-images.lock"
+        with open(lock_path, "w") as lock:  # two bakes never take the same tag
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            numbers = [int(tag.rpartition(":")[2]) for image in self.client.images.list(name=repository)
+                       for tag in image.tags if tag.rpartition(":")[2].isdigit()]
+            tag = str(max(numbers, default=0) + 1)
+            # the image keeps the container's labels unless replaced: it is no node
+            container.commit(repository=repository, tag=tag, message=description or name,
+                             conf={"Labels": {LABEL_MANAGED: "1", LABEL_CLUSTER: cluster, LABEL_NODE: "",
+                                              LABEL_BAKED_FROM: source, LABEL_IMAGE_NAME: name}})
+        return self._to_image(self.client.images.get(f"{repository}:{tag}"), f"{repository}:{tag}")
+
+    def delete_image(self, node_image: NodeImage) -> bool:
+        """Remove an image (by the ``repository:tag`` or id it was listed with); one that is gone
+        counts as removed; one that containers still use is refused by the engine."""
+        import docker
+
+        try:
+            self.client.images.remove(node_image.id, noprune=False)
+        except docker.errors.ImageNotFound:
+            return True
+        except docker.errors.APIError as err:
+            raise LocalEngineError(f"image {node_image.id}: {_short(err)}") from None
+        return True
 
     # -- nodes -------------------------------------------------------------------
 
@@ -354,6 +405,11 @@ class LocalNodeDriver(NodeDriver):
 
 def _network_name(prefix: str, cluster: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{prefix}-{cluster}")
+
+
+def _slug(text: str) -> str:
+    """``text`` as part of an image repository name: lower case letters, digits and '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
 def _short(err: Exception) -> str:

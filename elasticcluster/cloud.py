@@ -939,6 +939,124 @@ class CloudProvider:
                 raise
 
 
+    # -- images (bake) ---------------------------------------------------------------
+
+    def create_image(self, instance, name: str, description: str = ""):
+        """An image of ``instance`` (libcloud's ``create_image``, with the mapping's ``[images]
+        create`` arguments). Sent once: a call whose answer was lost is not sent again."""
+        method = self.driver.create_image
+        kwargs = dict(self.family.images.get("create") or {})
+        try:
+            if description and "description" in inspect.signature(method).parameters:
+                kwargs["description"] = description
+        except (TypeError, ValueError):
+            pass
+        try:
+            return self.call(f"making image {name}", method, instance, name, **kwargs)
+        except NotImplementedError:
+            raise CloudError(f"this cloud's driver ({type(self.driver).__name__}) cannot make an image of "
+                             "a node (libcloud's create_image): bake is not available on it") from None
+
+    def tag_image(self, image, tags: dict) -> None:
+        """Tag ``image`` as the mapping's ``[images] tag`` says (a failure is only a warning: the
+        image is recorded in the cluster's state all the same)."""
+        spec = self.family.images.get("tag")
+        if not spec:
+            return
+        try:
+            self._invoke(spec, retry=True, image=image, tags=dict(tags))
+        except CloudError as err:
+            log.warning("could not tag image %s (%s)", image.id, err)
+
+    def _lookup_image(self, image_id: str):
+        """The cloud's image ``image_id``, or None when it is gone (not cached)."""
+        def get():
+            try:
+                return self.driver.get_image(image_id)
+            except IndexError:  # EC2's get_image of an id its listing no longer has
+                return None
+
+        try:
+            return self.read(f"looking up image {image_id}", get)
+        except CloudError as err:
+            if _NOT_FOUND.search(str(err)):
+                return None
+            raise
+
+    def wait_image_ready(self, image_id: str, timeout: float) -> None:
+        """Wait until the cloud says image ``image_id`` is made (its ``state``/``status``)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.5
+        while True:
+            try:
+                image = self._lookup_image(image_id)
+            except NotImplementedError:
+                return  # the driver cannot say: create_image returned, that is all we know
+            state = ""
+            if image is not None:
+                extra = image.extra or {}
+                state = str(extra.get("state") or extra.get("status") or "").lower()
+                if state in IMAGE_FAILED:
+                    raise CloudError(f"the cloud could not make image {image_id} (its state: {state})")
+                if state not in IMAGE_PENDING:
+                    return
+            if time.monotonic() >= deadline:
+                raise CloudError(f"image {image_id} is not ready after {timeout:.0f}s (state: "
+                                 f"{state or 'not listed yet'})")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete image ``image_id`` and the snapshots it holds (``[images] snapshots`` and
+        ``delete_snapshot``); one that no longer exists counts as deleted."""
+        from libcloud.compute.base import NodeImage
+
+        try:
+            image = self._lookup_image(image_id)
+        except NotImplementedError:
+            image = NodeImage(id=image_id, name=image_id, driver=self.driver)
+        if image is None:
+            return
+        snapshots = _collect(image.extra or {}, self.family.images.get("snapshots", ""))
+        try:
+            self.read(f"deleting image {image_id}", self.driver.delete_image, image)
+        except CloudError:
+            if self._lookup_image(image_id) is not None:  # a retry after a lost answer may fail
+                raise
+        spec = self.family.images.get("delete_snapshot")
+        if spec and snapshots:
+            from libcloud.compute.base import VolumeSnapshot
+
+            for snapshot in snapshots:
+                try:
+                    self._invoke(spec, retry=True, snapshot=VolumeSnapshot(id=snapshot, driver=self.driver))
+                except CloudError as err:
+                    if not _NOT_FOUND.search(str(err)):
+                        raise CloudError(f"image {image_id} is deleted but not its snapshot {snapshot}: "
+                                         f"{err}") from err
+
+
+#: states of an image that the cloud is still making, and of one it could not make
+IMAGE_PENDING = frozenset({"pending", "saving", "queued", "creating", "importing", "uploading"})
+IMAGE_FAILED = frozenset({"failed", "error", "killed", "deleted", "invalid", "deregistered"})
+
+
+def _collect(data, path: str) -> list[str]:
+    """The values at ``path`` (``a.*.b``: ``*`` for every item of a list) in nested dicts/lists."""
+    if not path:
+        return []
+    found = [data]
+    for part in path.split("."):
+        nxt = []
+        for value in found:
+            if part == "*" and isinstance(value, (list, tuple)):
+                nxt += list(value)
+            elif isinstance(value, dict) and value.get(part) not in (None, ""):
+                nxt.append(value[part])
+        found = nxt
+    return [str(v) for v in found if v not in (None, "", "None")]
+
+
 def _address(ip) -> str:
     return getattr(ip, "ip", None) or getattr(ip, "ip_address", None) or str(ip)
 

@@ -77,6 +77,10 @@ class CloudFamily:
     #: cluster and node keys (boot_disk_size, tags, ...) -> the ``create_node`` argument each
     #: becomes, or ``{refused = "why"}``; a key a family does not list is refused
     node_keys: dict = field(default_factory=dict, hash=False)
+    #: baked images: ``create`` (more create_image arguments), ``tag`` (the call that tags an
+    #: image), ``snapshots`` (where in an image's extra its snapshot ids are) and
+    #: ``delete_snapshot`` (the call that deletes one, after the image)
+    images: dict = field(default_factory=dict, hash=False)
 
     def renamed(self) -> dict[str, str]:
         """Deprecated key name -> current name."""
@@ -126,6 +130,7 @@ def _load_family(path) -> CloudFamily:
         floating_ip=dict(data.get("floating_ip", {})),
         listing=dict(data.get("listing", {})),
         node_keys=dict(data.get("node_keys", {})),
+        images=dict(data.get("images", {})),
     )
 
 

@@ -5,7 +5,7 @@ Both classes turn into plain dicts (``to_dict``/``from_dict``) for the state
 store; no secret is part of them.
 
 The model does the cloud and setup work of its seed methods (``start``,
-``stop``, ``setup``, ``update``, ``resize``, ...) through the cluster
+``stop``, ``setup``, ``update``, ``resize``, ``bake``, ...) through the cluster
 operations, which register themselves here when ``elasticcluster.operations``
 is imported (``Configurator`` and ``elasticcluster.providers`` do): the model
 never imports the layers above it.
@@ -40,6 +40,10 @@ def use_operations(operations) -> None:
     """Give the model the operations its seed methods call (``elasticcluster.operations``)."""
     global _operations
     _operations = operations
+
+
+def _is_image(record) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("id"), str) and bool(record["id"])
 
 
 def parse_node_counts(text: str) -> dict[str, int]:
@@ -237,6 +241,22 @@ class Cluster:
     def node_counts(self) -> dict[str, int]:
         return {kind: len(nodes) for kind, nodes in sorted(self.nodes.items())}
 
+    @property
+    def images(self) -> dict[str, dict]:
+        """The baked image of each kind (``bake``): kind -> a copy of its record (``id``, ``name``,
+        ``from``, ``made``, ``base``); what is not such a record (a state file edited by hand) is
+        left out."""
+        found = self.extra.get("images")
+        if not isinstance(found, dict):
+            return {}
+        return {kind: dict(record) for kind, record in found.items() if _is_image(record)}
+
+    @property
+    def old_images(self) -> list[dict]:
+        """Images that a later bake replaced and that could not be deleted yet (``stop`` does)."""
+        found = self.extra.get("old_images")
+        return [dict(record) for record in found if _is_image(record)] if isinstance(found, list) else []
+
     # -- persistence ---------------------------------------------------------
 
     @property
@@ -313,9 +333,11 @@ class Cluster:
         """
         self._ops().start(self, min_nodes=min_nodes, **options)
 
-    def stop(self, force: bool = False, **options) -> None:
-        """Terminate every node (and any the cloud tags as this cluster's) and forget the cluster."""
-        self._ops().stop(self, force=force, **options)
+    def stop(self, force: bool = False, **options) -> dict:
+        """Terminate every node (and any the cloud tags as this cluster's), delete the cluster's
+        baked images (unless ``keep_images=True``: then they are returned, kind -> record) and
+        forget the cluster."""
+        return self._ops().stop(self, force=force, **options)
 
     def setup(self, extra_args: list[str] = (), **options) -> bool:
         """Configure the nodes with the setup provider; True on success (the failure is logged)."""
@@ -330,6 +352,12 @@ class Cluster:
         """Add (``{"compute": 2}``) and/or remove nodes (the newest of a kind go first), then set
         the cluster up again unless ``setup=False``: ``elasticcluster resize``."""
         self._ops().resize(self, add=add, remove=remove, **options)
+
+    def bake(self, kinds: list[str] | None = None, **options) -> dict:
+        """Make an image of one set-up node of each kind (or of ``kinds``), without its SSH host
+        keys or the cluster's secrets; new nodes of that kind boot from it: ``elasticcluster
+        bake``. Returns kind -> the image's record (``id``, ``name``, ``from``, ``made``)."""
+        return self._ops().bake(self, kinds=kinds, **options)
 
     def pause(self, **options) -> None:
         """Stop the nodes without terminating them."""

@@ -2,7 +2,7 @@
 
 ``launch`` (start a cluster from a template, or resume an interrupted
 start), ``start``, ``stop``, ``resize``, ``remove_node``, ``pause``,
-``resume``, ``setup`` and ``refresh``. Each takes a cluster (made or loaded
+``resume``, ``setup``, ``bake`` and ``refresh``. Each takes a cluster (made or loaded
 by ``Configurator``, which gives it its cloud provider, setup provider and
 template) and options; holds the cluster's lock while it changes it,
 re-reading the cluster once it holds it; writes state ahead of every cloud
@@ -112,6 +112,8 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
         if not cluster.get_all_nodes():
             raise UsageError(f"cluster '{cluster.name}' has no nodes to start")
         cluster.extra.setdefault("started", False)
+        if not cluster.extra["started"]:
+            _adopt_kept_images(cluster, events)
         cluster.save()
         try:
             lifecycle.refresh(provider, cluster)
@@ -125,6 +127,8 @@ def start(cluster: Cluster, *, setup: bool = False, max_workers: int | None = No
             raise
         cluster.extra["started"] = True
         cluster.save()
+        # the kept images are this cluster's now: its stop deletes them (unless --keep-images)
+        cluster.repository.forget_kept_images(cluster.name, _image_ids(cluster))
         if setup:
             _run_setup(cluster, (), events)
 
@@ -140,6 +144,29 @@ def _record_kind_sizes(cluster: Cluster, provider) -> None:
         if node_kind.elastic_names and kind not in sizes:
             cpus, memory = lifecycle.size_facts(provider.size(node_kind.flavor))
             sizes[kind] = {"cpus": cpus, "memory_mb": memory}
+def _adopt_kept_images(cluster: Cluster, events: Events) -> None:
+    """A new cluster named like one stopped with ``--keep-images``, from the same template, takes
+    its images: the nodes of each kind not created yet boot from the kind's image."""
+    kept = cluster.repository.kept_images(cluster.name)
+    if not kept:
+        return
+    templates = {record.get("template") for record in kept.values()} - {None}
+    if cluster.template and templates and templates != {cluster.template}:
+        log.warning("the images kept when cluster '%s' stopped were made from template %s, not %s: "
+                    "not used (they stay kept: %s)", cluster.name, ", ".join(sorted(templates)),
+                    cluster.template, ", ".join(r["id"] for r in kept.values()))
+        return
+    images = cluster.images
+    for kind, record in kept.items():
+        images.setdefault(kind, {k: v for k, v in record.items() if k != "template"})
+    cluster.extra["images"] = images
+    for kind, nodes in sorted(cluster.nodes.items()):
+        fresh = [n for n in nodes if not n.instance_id and not n.extra.get("client_token")]
+        record = _usable_image(cluster, kind) if fresh else None
+        if record is not None:
+            _boot_from(record, fresh)
+            events.progress(f"{len(fresh)} {kind} node(s) boot from image {record['id']} (kept by "
+                            f"`stop --keep-images`)")
 
 
 def _after_failed_start(cluster: Cluster, provider, err: ElasticClusterError) -> None:
@@ -191,14 +218,20 @@ def _create(cluster: Cluster, provider, nodes: list[Node], max_workers: int | No
 # -- stop -----------------------------------------------------------------------------
 
 
-def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, events: Events | None = None) -> None:
-    """Terminate every node, and any instance the cloud tags as this cluster's, then forget
-    the cluster.
+def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, keep_images: bool = False,
+         events: Events | None = None) -> dict[str, dict]:
+    """Terminate every node, and any instance the cloud tags as this cluster's, then delete the
+    cluster's baked images (unless ``keep_images``) and forget the cluster.
 
     When some instances may still run (a terminate call failed, or the cloud could not be
     asked for the cluster's tags), the cluster is kept so that ``stop`` can be run again;
     with ``force`` the user is told which ids remain and asked whether to forget it anyway
-    (``events.confirm``; the CLI's ``--yes`` answers yes).
+    (``events.confirm``; the CLI's ``--yes`` answers yes). An image that could not be
+    deleted keeps the cluster too (``force`` forgets it, naming the image).
+
+    Returns the images kept (kind -> record, with ``keep_images``): a new cluster started
+    under this name from the same template boots from them; a template may name one as
+    ``image_id``.
     """
     events = events or Events()
     try:
@@ -233,10 +266,50 @@ def stop(cluster: Cluster, *, force: bool = False, wait: bool = False, events: E
             _forget_anyway(cluster, events, "; ".join(reasons), outcome.remaining, bool(outcome.unlisted))
         if wait and not lifecycle.wait_terminated(provider, cluster):
             log.warning("some instances of '%s' are still shutting down", cluster.name)
+        kept = _images_at_stop(cluster, provider, events, force=force, keep=keep_images)
         if cluster.setup_provider is not None and hasattr(cluster.setup_provider, "cleanup"):
             cluster.setup_provider.cleanup(cluster)
         cluster.repository.delete(cluster)
     events.progress(f"Cluster '{cluster.name}' stopped.")
+    return kept
+
+
+def _images_at_stop(cluster: Cluster, provider, events: Events, *, force: bool, keep: bool) -> dict:
+    """After the nodes are gone: delete the cluster's images (those a later bake replaced, and,
+    unless ``keep``, the current ones), or keep them for a new cluster of this name."""
+    from elasticcluster import baking
+
+    images, old = cluster.images, cluster.old_images
+    kept = images if keep else {}
+    if kept:
+        cluster.repository.keep_images(cluster.name, {kind: {**record, "template": cluster.template}
+                                                      for kind, record in kept.items()})
+        events.progress(f"kept image(s) of '{cluster.name}': "
+                        + ", ".join(f"{kind}: {r['id']}" for kind, r in sorted(kept.items())))
+    doomed = old + ([] if keep else list(images.values()))
+    if not doomed:
+        return kept
+    done, failed = baking.delete_images(provider, doomed)
+    gone = {record["id"] for record in done}
+    cluster.repository.forget_kept_images(cluster.name, gone)
+    if done:
+        events.progress(f"deleted image(s) {', '.join(sorted(gone))}")
+    if not failed:
+        return kept
+    reasons = "; ".join(f"{ident}: {why}" for ident, why in failed.items())
+    if force:
+        cluster.repository.delete(cluster)
+        raise CloudError(f"--force: forgot cluster '{cluster.name}' although its image(s) "
+                         f"{', '.join(failed)} could not be deleted ({reasons}); delete them with the "
+                         "cloud's own tools")
+    cluster.extra["images"] = {} if keep else {k: r for k, r in images.items() if r["id"] not in gone}
+    cluster.extra["old_images"] = [r for r in old if r["id"] not in gone]
+    for node in cluster.get_all_nodes():
+        cluster.remove_node(node)  # terminated: a second stop only deletes the images
+    cluster.save()
+    raise CloudError(f"the nodes of '{cluster.name}' are terminated, but not every image of it could be "
+                     f"deleted ({reasons}); the state file keeps them: run stop again, or add --force "
+                     "to leave them on the cloud")
 
 
 def stop_by_tags(configurator, name: str, cloud: str, *, events: Events | None = None) -> None:
@@ -272,6 +345,9 @@ def _forget_anyway(cluster: Cluster, events: Events, why: str, ids: list[str], u
     remains = f"instance(s) {', '.join(ids)} may still run" if ids else "no recorded instance remains"
     if unlisted:
         remains += f", and others may carry the tag {TAG_CLUSTER}={cluster.name}"
+    images = sorted(_image_ids(cluster))
+    if images:
+        remains += f"; its image(s) {', '.join(images)} stay on the cloud"
     question = (f"Cluster '{cluster.name}': {why}; {remains}. Forget the cluster anyway (nothing will "
                 "find them again but the cloud's own tools)?")
     if not events.confirm(question):
@@ -318,7 +394,10 @@ def resize(cluster: Cluster, *, add: dict[str, int] | None = None, remove: dict[
             _remove(provider, cluster, removing)
         added = []
         for kind, count in add.items():
-            added += _add_nodes(cluster, kind, count)
+            nodes = _add_nodes(cluster, kind, count)
+            if nodes and nodes[0].extra.get("baked"):
+                events.progress(f"{len(nodes)} new {kind} node(s) boot from baked image {nodes[0].image_id}")
+            added += nodes
         _check_size(cluster)
         if added:
             cluster.save()
@@ -376,7 +455,11 @@ def scale(cluster: Cluster, *, add: dict[str, list[str]] | None = None, remove: 
         for kind, names in (add or {}).items():
             new = [name for name in names if name not in have]
             if new:
-                added += cluster.template_spec.add_nodes(cluster, kind, len(new), names=new)
+                made = cluster.template_spec.add_nodes(cluster, kind, len(new), names=new)
+                record = _usable_image(cluster, kind)
+                if record is not None:  # a baked image: the new node comes up set up already
+                    _boot_from(record, made)
+                added += made
         _check_size(cluster)
         if added:
             cluster.save()
@@ -426,13 +509,20 @@ def _check_kind(cluster: Cluster, kind: str, count: int) -> None:
 
 
 def _add_nodes(cluster: Cluster, kind: str, count: int) -> list[Node]:
-    """New nodes of ``kind``, as the cluster's template makes them (else like its last one)."""
+    """New nodes of ``kind``, as the cluster's template makes them (else like its last one),
+    booting from the kind's baked image when it has one."""
     if cluster.template_spec is not None:
-        return cluster.template_spec.add_nodes(cluster, kind, count)
-    like = cluster.nodes[kind][-1]
-    return cluster.add_nodes(kind, count, like.image_id, like.image_user, like.flavor, like.security_group,
-                             like.image_userdata, network_ids=list(like.network_ids), login=like.login,
-                             **{k: v for k, v in like.extra.items() if k.startswith("ex_")})
+        nodes = cluster.template_spec.add_nodes(cluster, kind, count)
+    else:
+        like = cluster.nodes[kind][-1]
+        nodes = cluster.add_nodes(kind, count, like.image_id, like.image_user, like.flavor,
+                                  like.security_group, like.image_userdata,
+                                  network_ids=list(like.network_ids), login=like.login,
+                                  **{k: v for k, v in like.extra.items() if k.startswith("ex_")})
+    record = _usable_image(cluster, kind)
+    if record is not None:
+        _boot_from(record, nodes)
+    return nodes
 
 
 def _nodes_to_remove(cluster: Cluster, counts: dict[str, int]) -> list[Node]:
@@ -549,6 +639,7 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
         if not provider.setup_cluster(cluster):
             raise SetupFailed(f"setup of cluster '{cluster.name}' failed")
         _mark_set_up(cluster, limit)
+        _bake_after_first_setup(cluster, events)
         return
     listener = events.setup_listener([n.name for n in cluster.get_all_nodes()]) \
         if events.setup_listener else None
@@ -560,6 +651,8 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
     _mark_set_up(cluster, limit)
+    if not extra_args:  # a whole setup, not a part of it (--tags ...)
+        _bake_after_first_setup(cluster, events)
 
 
 def _mark_set_up(cluster: Cluster, limit: list[str] | None) -> None:
@@ -567,6 +660,132 @@ def _mark_set_up(cluster: Cluster, limit: list[str] | None) -> None:
         if limit is None or node.name in limit:
             node.extra["set_up"] = True
     cluster.save()
+
+
+# -- bake -------------------------------------------------------------------------------------
+
+
+def bake(cluster: Cluster, *, kinds: list[str] | None = None,
+         events: Events | None = None) -> dict[str, dict]:
+    """``elasticcluster bake``: an image of one set-up node of each kind (``kinds``; default all),
+    without its SSH host keys or the cluster's secrets (``baking``). New nodes of that kind boot
+    from it: those ``resize`` adds, and those of a new cluster of this name after ``stop
+    --keep-images``. A kind's earlier image is deleted. Returns kind -> the image's record
+    (``id``, ``name``, ``from``: the node, ``made``: when, ``base``: the template's image)."""
+    events = events or Events()
+    provider = _cloud(cluster)
+    with _changing(cluster, events, advice=lambda: f"Run `elasticcluster bake {cluster.name}` again"):
+        names = sorted(cluster.nodes)
+        if not names:
+            raise UsageError(f"cluster '{cluster.name}' has no nodes to bake")
+        unknown = [kind for kind in kinds or () if kind not in cluster.nodes]
+        if unknown:
+            raise UsageError(f"bake --kind {unknown[0]}: cluster '{cluster.name}' has no {unknown[0]} "
+                             f"nodes; its kinds are: {', '.join(names)}")
+        made = _bake(cluster, provider, list(dict.fromkeys(kinds)) if kinds else names, events)
+    events.progress(f"Cluster '{cluster.name}': baked " + ", ".join(
+        f"{kind}: {record['id']}" for kind, record in made.items()))
+    return made
+
+
+def _bake(cluster: Cluster, provider, kinds: list[str], events: Events) -> dict[str, dict]:
+    """Bake ``kinds``: per kind, the first node that runs and was seen to accept SSH."""
+    from elasticcluster import baking
+
+    paths = baking.read_secrets(baking.secrets_file(cluster))
+    instances = {i.id: i for i in lifecycle.refresh(provider, cluster)}
+    cluster.save()
+    sources = {}
+    for kind in kinds:
+        node = next((n for n in cluster.nodes.get(kind, []) if n.state == "running"
+                     and n.extra.get("ssh_host_key") and n.instance_id in instances), None)
+        if node is None:
+            raise CloudError(f"cannot bake the {kind} nodes of '{cluster.name}': none of them runs and has "
+                             f"accepted SSH (see `elasticcluster list-nodes -u {cluster.name}`)")
+        sources[kind] = node
+    made = {}
+    for kind, node in sources.items():
+        made[kind] = baking.bake_node(provider, cluster, node, instances[node.instance_id], kind, paths,
+                                      base=_base_image(cluster, kind, node), progress=events.progress)
+        _delete_old_images(cluster, provider, events)
+    return made
+
+
+def _bake_after_first_setup(cluster: Cluster, events: Events) -> None:
+    """``bake_after_setup = yes``: after the cluster's first successful (whole) setup, bake every
+    kind that has no image yet."""
+    if not _setting(cluster, "bake_after_setup", False) or cluster.extra.get("baked_after_setup"):
+        return
+    kinds = [kind for kind in sorted(cluster.nodes) if _usable_image(cluster, kind) is None]
+    if kinds:
+        events.progress(f"bake_after_setup: baking an image of the {', '.join(kinds)} nodes")
+        try:
+            _bake(cluster, _cloud(cluster), kinds, events)
+        except CloudError as err:
+            raise CloudError(f"the setup of '{cluster.name}' succeeded, but baking its images failed: {err}\n"
+                             f"Run `elasticcluster bake {cluster.name}` to try again") from err
+    cluster.extra["baked_after_setup"] = True
+    cluster.save()
+
+
+def _delete_old_images(cluster: Cluster, provider, events: Events) -> None:
+    """Delete the images later bakes replaced; one still in use stays recorded for ``stop``."""
+    from elasticcluster import baking
+
+    old = cluster.old_images
+    if not old:
+        return
+    done, failed = baking.delete_images(provider, old)
+    if done:
+        events.progress(f"deleted image(s) {', '.join(r['id'] for r in done)}, which the new one(s) replace")
+    for ident, why in failed.items():
+        log.warning("could not delete image %s, which a new one replaces (%s); `elasticcluster stop %s` "
+                    "deletes it", ident, why, cluster.name)
+    cluster.extra["old_images"] = [r for r in old if r["id"] in failed]
+    cluster.save()
+
+
+def _base_image(cluster: Cluster, kind: str, node: Node) -> str | None:
+    """The image the template gives ``kind`` (what a baked image of it replaces)."""
+    spec = cluster.template_spec
+    if spec is not None and kind in spec.kinds:
+        return spec.kinds[kind].image_id
+    current = cluster.images.get(kind)
+    if current is not None:
+        return current.get("base")
+    return None if node.extra.get("baked") else node.image_id
+
+
+def _usable_image(cluster: Cluster, kind: str) -> dict | None:
+    """The baked image new ``kind`` nodes boot from: the kind's, unless the template's image_id
+    for the kind changed since it was baked (then the template's wins)."""
+    record = cluster.images.get(kind)
+    if not record:
+        return None
+    spec = cluster.template_spec
+    wanted = spec.kinds[kind].image_id if spec is not None and kind in spec.kinds else None
+    if wanted is not None and record.get("base") not in (None, wanted):
+        log.warning("the %s nodes' image_id changed to %s since image %s was baked from %s: new %s nodes "
+                    "boot from %s (`elasticcluster bake %s` makes a new image)", kind,
+                    spec.kinds[kind].image_id, record["id"], record.get("base"), kind,
+                    spec.kinds[kind].image_id, cluster.name)
+        return None
+    return record
+
+
+def _boot_from(record: dict, nodes: list[Node]) -> None:
+    for node in nodes:
+        node.image_id = record["id"]
+        # what the image holds need not be set up again (a later setup may skip it)
+        node.extra["baked"] = True
+
+
+def _recorded_images(cluster: Cluster) -> list[dict]:
+    return [*cluster.images.values(), *cluster.old_images]
+
+
+def _image_ids(cluster: Cluster) -> set[str]:
+    return {record["id"] for record in _recorded_images(cluster)}
 
 
 def refresh(cluster: Cluster, *, events: Events | None = None) -> None:

@@ -187,6 +187,34 @@ class DiskRepository(AbstractClusterRepository):
     def forget_files(self, name: str) -> None:
         """Nothing to do: a cluster's files go with its folder (``delete``)."""
 
+    # -- images kept by `stop --keep-images`: STORAGE/.kept-images/NAME.json ------------------
+
+    def _kept_path(self, name: str) -> Path:
+        return self.storage_path / ".kept-images" / f"{check_cluster_name(name)}.json"
+
+    def kept_images(self, name: str) -> dict:
+        path = self._kept_path(name)
+        if not os.path.lexists(path):
+            return {}
+        try:
+            data = _load_json(path)
+            images = data["images"]
+            return {str(kind): dict(record) for kind, record in images.items() if record.get("id")}
+        except (StateFileError, KeyError, TypeError, ValueError, AttributeError) as err:
+            log.warning("%s: cannot be read (%s); the images it names are not used", path,
+                        getattr(err, "reason", err))
+            return {}
+
+    def keep_images(self, name: str, images: dict) -> None:
+        path = self._kept_path(name)
+        if not images:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        self._ensure_folder()
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        _write_atomically(path, {"format": STATE_FORMAT, "cluster": name, "images": images})
+
     def _ensure_folder(self) -> None:
         self.storage_path.mkdir(parents=True, exist_ok=True, mode=0o700)
 

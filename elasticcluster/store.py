@@ -158,6 +158,34 @@ class AbstractClusterRepository(ABC):
         """Hold ``name`` for one operation; a no-op unless the store is shared between processes."""
         yield
 
+    # -- images kept by `stop --keep-images` (the caller holds the cluster's lock) ---------
+
+    def kept_images(self, name: str) -> dict:
+        """The baked images (kind -> record) that ``stop --keep-images`` kept of cluster ``name``,
+        for a new cluster of that name to start from."""
+        return {kind: dict(record) for kind, record in self._kept_store().get(name, {}).items()}
+
+    def keep_images(self, name: str, images: dict) -> None:
+        """Remember ``images`` (kind -> record) for cluster ``name``, replacing what was kept."""
+        if images:
+            self._kept_store()[check_cluster_name(name)] = {k: dict(v) for k, v in images.items()}
+        else:
+            self._kept_store().pop(name, None)
+
+    def forget_kept_images(self, name: str, ids: set[str] | None = None) -> None:
+        """Forget the kept images of ``name`` (only those of ``ids``, when given)."""
+        kept = self.kept_images(name)
+        if not kept:
+            return
+        self.keep_images(name, {} if ids is None else
+                         {kind: record for kind, record in kept.items() if record.get("id") not in ids})
+
+    def _kept_store(self) -> dict:
+        store = getattr(self, "_kept", None)
+        if store is None:
+            store = self._kept = {}
+        return store
+
 
 #: makes one private folder per store, whichever thread asks first
 _PRIVATE_LOCK = threading.Lock()

@@ -304,3 +304,17 @@ def test_a_cluster_holds_at_most_max_nodes():
     with pytest.raises(UsageError, match=f"at most {MAX_NODES}"):
         cluster.add_nodes("compute", 1000000000, "ami-00000048", "u", "m1.small", None)
     assert cluster.get_all_nodes() == []
+
+
+def test_images_are_the_valid_records_of_the_state():
+    cluster = Cluster("baked")
+    assert cluster.images == {} and cluster.old_images == []
+    good = {"id": "ami-1", "name": "n", "from": "compute001", "made": 1, "base": "ami-0"}
+    cluster.extra["images"] = {"compute": good, "frontend": {"name": "no id"}, "gpu": "ami-2"}
+    cluster.extra["old_images"] = [good, None, {"id": ""}]
+    assert cluster.images == {"compute": good} and cluster.old_images == [good]
+    cluster.images["compute"]["id"] = "changed"  # a copy: the state changes only when assigned
+    assert cluster.extra["images"]["compute"]["id"] == "ami-1"
+    for garbage in ("x", ["ami-1"], 7, None):
+        cluster.extra["images"] = cluster.extra["old_images"] = garbage
+        assert cluster.images == {} and cluster.old_images == []

@@ -595,3 +595,44 @@ def test_old_layout_first_used_by_several_commands_at_once(storage):
         assert proc.returncode == 0, err
         assert out.split() == ["new-one,old-slurm", "0"], (out, err)
     assert_moved(storage, contents)
+
+
+# -- images kept by `stop --keep-images` ---------------------------------------------------------
+
+KEPT = {"compute": {"id": "ami-1", "name": "elasticcluster-x-compute-1", "from": "compute001", "made": 1,
+                    "base": "ami-0", "template": "slurm"},
+        "frontend": {"id": "ami-2", "name": "elasticcluster-x-frontend-1", "from": "frontend001", "made": 1,
+                     "base": "ami-0", "template": "slurm"}}
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_kept_images_outlive_their_cluster_until_forgotten(storage, kind):
+    repo = DiskRepository(storage) if kind == "disk" else MemRepository()
+    cluster = Cluster("x", repository=repo)
+    cluster.save()
+    assert repo.kept_images("x") == {}
+    repo.keep_images("x", KEPT)
+    repo.delete(cluster)
+    assert repo.kept_images("x") == KEPT and repo.kept_images("y") == {}
+    if kind == "disk":
+        assert [c.name for c in DiskRepository(storage).get_all()] == []  # not a cluster
+        path = storage / ".kept-images" / "x.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert DiskRepository(storage).kept_images("x") == KEPT
+    repo.forget_kept_images("x", {"ami-1"})
+    assert repo.kept_images("x") == {"frontend": KEPT["frontend"]}
+    repo.forget_kept_images("x")
+    assert repo.kept_images("x") == {}
+    if kind == "disk":
+        assert not (storage / ".kept-images" / "x.json").exists()
+
+
+def test_an_unreadable_kept_images_file_is_a_warning_and_left_alone(storage, caplog):
+    repo = DiskRepository(storage)
+    repo.keep_images("x", KEPT)
+    path = storage / ".kept-images" / "x.json"
+    path.write_text("{not json")
+    assert repo.kept_images("x") == {}
+    assert "cannot be read" in caplog.text
+    assert path.read_text() == "{not json"

@@ -1,5 +1,5 @@
-"""start, stop, resize, remove-node, pause, resume, setup, ssh, sftp: the commands that change
-or reach clusters.
+"""start, stop, resize, remove-node, pause, resume, setup, bake, ssh, sftp: the commands that
+change or reach clusters.
 
 Each parses what the user typed, runs the cluster operation
 (``elasticcluster.operations``: the same ones the Python API runs, holding the
@@ -78,7 +78,23 @@ def stop(args) -> int:
         log.error("%s", err)  # --force: the cluster may be forgotten all the same (operations.stop)
     else:
         cluster = configurator.load_cluster(args.cluster)
-    operations.stop(cluster, force=args.force, wait=args.wait, events=session.events(args))
+    kept = operations.stop(cluster, force=args.force, wait=args.wait, keep_images=args.keep_images,
+                           events=session.events(args))
+    if kept:
+        template = cluster.template or "TEMPLATE"
+        print("Images kept (`start " + template + f" -n {cluster.name}` boots from them again; a template "
+              "may name one as image_id):")
+        for kind, record in sorted(kept.items()):
+            print(f"  {kind}: {record['id']}    (image_id = {record['id']} in [cluster/{template}/{kind}])")
+    return 0
+
+
+def bake(args) -> int:
+    from elasticcluster import operations
+
+    made = operations.bake(_loaded(args), kinds=args.kind, events=session.events(args))
+    for kind, record in made.items():
+        print(f"{kind}: {record['id']} (from {record['from']})")
     return 0
 
 

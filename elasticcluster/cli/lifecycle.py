@@ -1,7 +1,7 @@
 """The argument parsers of the commands that change or reach clusters (seed 4.3).
 
 They run in ``commands``: start, stop, resize, remove-node, pause, resume,
-setup, ssh and sftp.
+setup, bake, ssh and sftp.
 """
 from __future__ import annotations
 
@@ -40,7 +40,17 @@ def register(subparsers, common) -> None:
     p.add_argument("--cloud", metavar="CLOUD",
                    help="with --force: terminate what cloud section CLOUD tags as this cluster's, even "
                         "when its state file cannot be read or is gone")
+    p.add_argument("--keep-images", action="store_true",
+                   help="keep the cluster's baked images (and print their ids): a new cluster started "
+                        "under this name boots from them, a template may name one as image_id")
     p.set_defaults(func=commands.stop)
+
+    p = subparsers.add_parser("bake", parents=[common],
+                              help="make an image of a set-up node of each kind, for new nodes to boot from")
+    p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("--kind", action="append", metavar="KIND",
+                   help="bake only this kind of node (repeat for more; default: every kind)")
+    p.set_defaults(func=commands.bake)
 
     p = subparsers.add_parser("resize", parents=[common], help="add or remove nodes")
     p.add_argument("cluster", help="name of a started cluster")

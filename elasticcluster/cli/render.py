@@ -83,6 +83,8 @@ def print_cluster_nodes(info: dict, command_prefix: str) -> None:
         f"Cluster template:  {info['template'] or '-'}",
         f"Frontend node:     {info['frontend'] or '-'}",
         *_counts_lines({k: len(v) for k, v in info["nodes_by_kind"].items()}),
+        *[f"- {kind} image:     {image['id']} (baked from {image['from']})"
+          for kind, image in sorted((info.get("images") or {}).items())],
         "",
         "To login on the frontend node, run the command:",
         "",

@@ -85,8 +85,10 @@ def list_nodes(args) -> int:
         "public_ips": n.public_ips, "private_ips": n.private_ips, "preferred_ip": n.preferred_ip,
         "flavor": n.flavor, "image_id": n.image_id, "security_group": n.security_group,
     } for n in cluster.get_all_nodes()]
+    images = {kind: {key: record.get(key) for key in ("id", "name", "from", "made")}
+              for kind, record in sorted(cluster.images.items())}
     info = {"name": cluster.name, "template": cluster.template, "cloud": cluster.cloud,
-            "provider": cluster.provider, "frontend": frontend, "nodes": nodes}
+            "provider": cluster.provider, "frontend": frontend, "nodes": nodes, "images": images}
     if args.json:
         render.print_json({"cluster": info})
         return 0

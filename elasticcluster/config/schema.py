@@ -117,6 +117,8 @@ FIXED = {
         "provider": _rule("string", "ansible", allowed=["ansible"], default="ansible"),
         "playbook_path": _rule("path", "the path of an Ansible playbook"),
         "ssh_pipelining": _rule("boolean", "yes or no", default=True),
+        # what `elasticcluster bake` keeps out of images: replaces playbooks/bake-secrets.txt
+        "bake_secrets": _rule("path", "the path of a list of files to keep out of baked images"),
     },
     "cluster": {
         **_NODE_KEYS,
@@ -129,6 +131,7 @@ FIXED = {
         "ssh_probe_timeout": _rule("integer", "a number of seconds, 1 or more", min=1, default=5),
         "thread_pool_max_size": _rule("integer", "a whole number, 1 or more", min=1, default=10),
         "autoscale_idle": _AUTOSCALE_IDLE,
+        "bake_after_setup": _rule("boolean", "yes or no", default=False),
     },
     "node": {**_NODE_KEYS, "autoscale_idle": _AUTOSCALE_IDLE},
 }

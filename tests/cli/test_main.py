@@ -12,8 +12,9 @@ import elasticcluster
 #: every subcommand the CLI registers, with the options the seed documents for it
 SUBCOMMANDS = {
     "start": ["-n CLUSTER_NAME", "--name", "--nodes", "--no-setup", "cluster"],
-    "stop": ["--force", "--yes", "--cloud", "cluster"],
+    "stop": ["--force", "--yes", "--cloud", "--keep-images", "cluster"],
     "autoscale": ["--once", "--interval", "cluster"],
+    "bake": ["--kind", "cluster"],
     "list": ["--json"],
     "list-nodes": ["-u", "--update", "--json", "cluster"],
     "list-templates": ["--json", "GLOB"],
@@ -40,6 +41,9 @@ CHANGING = [
     (["pause", "mycluster", "--yes"], "no cluster named 'mycluster'"),
     (["resume", "mycluster"], "no cluster named 'mycluster'"),
     (["setup", "mycluster"], "no cluster named 'mycluster'"),
+    (["bake", "mycluster"], "no cluster named 'mycluster'"),
+    (["bake", "mycluster", "--kind", "compute", "--kind", "frontend"], "no cluster named 'mycluster'"),
+    (["stop", "mycluster", "--yes", "--keep-images"], "no cluster named 'mycluster'"),
     (["setup", "mycluster", "-v", "--", "--tags", "slurm"], "no cluster named 'mycluster'"),
     (["ssh", "mycluster"], "no cluster named 'mycluster'"),
     (["ssh", "mycluster", "-n", "compute001", "--", "hostname", "-f"], "no cluster named 'mycluster'"),

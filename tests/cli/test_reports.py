@@ -264,7 +264,8 @@ def test_list_nodes_json(cli, storage, stored):
     data = json.loads(result.stdout)
     assert set(data) == {"format", "cluster"} and data["format"] == 1
     info = data["cluster"]
-    assert set(info) == {"name", "template", "cloud", "provider", "frontend", "nodes"}
+    assert set(info) == {"name", "template", "cloud", "provider", "frontend", "nodes", "images"}
+    assert info["images"] == {}
     beta = stored["beta"]
     assert (info["name"], info["template"], info["cloud"], info["provider"]) == (
         "beta", "gridengine", "cloudy", "openstack")
@@ -323,3 +324,19 @@ def test_terminal_json_is_still_plain_json(storage, stored, home):
     status, out = run_on_terminal(["-s", str(storage), "list", "--json"])
     assert status == 0, out
     assert json.loads(out.replace("\r\n", "\n"))["clusters"][0]["name"] == "alpha"
+
+
+def test_list_nodes_names_the_baked_images(cli, storage):
+    from elasticcluster.repository import DiskRepository
+
+    save_cluster(storage, "baked", "slurm", "hobbes", "ec2_boto", {"frontend": 1, "compute": 1})
+    repo = DiskRepository(storage)
+    cluster = repo.get("baked")
+    cluster.extra["images"] = {"compute": {"id": "ami-0b", "name": "elasticcluster-baked-compute-1",
+                                           "from": "compute001", "made": 1700000000, "base": "ami-00000048"}}
+    cluster.save()
+    data = json.loads(cli("-s", str(storage), "list-nodes", "baked", "--json").stdout)
+    assert data["cluster"]["images"] == {"compute": {"id": "ami-0b", "name": "elasticcluster-baked-compute-1",
+                                                     "from": "compute001", "made": 1700000000}}
+    result = cli("-s", str(storage), "list-nodes", "baked")
+    assert "- compute image:     ami-0b (baked from compute001)" in result.stdout.splitlines()

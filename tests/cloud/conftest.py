@@ -204,6 +204,43 @@ ssh_to = frontend
 
 
 @dataclass
+class FakeSecrets:
+    """Files that stand for a node's secrets in the moto tests, and the list naming them."""
+
+    root: Path
+    listing: Path
+
+    def present(self) -> dict[str, str]:
+        return {str(p.relative_to(self.root)): p.read_text() for p in sorted(self.root.rglob("*")) if p.is_file()}
+
+
+#: what FakeSecrets holds before and after a bake
+FAKE_SECRETS = {"etc/ssh/ssh_host_ed25519_key": "PRIVATE HOST KEY", "etc/ssh/ssh_host_ed25519_key.pub": "PUBLIC",
+                "etc/munge/munge.key": "MUNGE KEY", "etc/machine-id": "0123456789abcdef"}
+
+
+@pytest.fixture
+def fake_secrets(tmp_path) -> FakeSecrets:
+    """The moto tests' "nodes" are this machine (its sshd, as root): a bake must never move its own
+    /etc/ssh/ssh_host_* or anything else of it. The setup section's ``bake_secrets`` (see
+    ``with_bake_secrets``) replaces the bundled list with these files of a temporary folder; the
+    bake moves them to this machine's /run/elasticcluster-bake and back, as on a real node."""
+    root = tmp_path / "fake-node"
+    for name, text in FAKE_SECRETS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    listing = tmp_path / "bake-secrets.txt"
+    listing.write_text(f"# a test's stand-ins for a node's secrets\n{root}/etc/ssh/ssh_host_*\n"
+                       f"{root}/etc/munge/munge.key\n{root}/etc/machine-id  empty\n")
+    return FakeSecrets(root, listing)
+
+
+def with_bake_secrets(config: str, secrets: FakeSecrets) -> str:
+    """``config`` (of ``ec2_config``) whose setup section names the fake secrets' list."""
+    return config.replace("[setup/slurm]\n", f"[setup/slurm]\nbake_secrets = {secrets.listing}\n", 1)
+
+
+@dataclass
 class Run:
     returncode: int
     stdout: str

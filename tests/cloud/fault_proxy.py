@@ -40,6 +40,8 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.rules: list[Rule] = []
         self.counts: dict[str, int] = {}
+        #: the parameters of each request, by action
+        self.params: dict[str, list[dict[str, str]]] = {}
         #: the process that signal rules signal
         self.target: int | None = None
         self.gone = False
@@ -74,6 +76,8 @@ class FaultProxy:
         if body:
             params.update(urllib.parse.parse_qs(body.decode(errors="replace")))
         action = (params.get("Action") or [""])[0]
+        with self._lock:
+            self.params.setdefault(action, []).append({k: v[0] for k, v in params.items()})
         rule = self._rule_for(action)
         if self.gone or (rule is not None and rule.fault in ("swallow", "gone")):
             self.gone = self.gone or rule.fault == "gone"

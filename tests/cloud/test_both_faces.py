@@ -4,7 +4,9 @@ Each scenario runs once with the real CLI and once with a library user's script
 (``data/api_face.py``: ``Configurator`` -> ``Cluster`` seed methods), against a
 real EC2 API (moto's server) in a private network namespace: an interrupted
 start then the same start again, a failed start's cleanup, resize,
-remove-node, the stop of a half-created cluster, pause and resume.
+remove-node, the stop of a half-created cluster, pause and resume, and baked
+images (bake, resize from the image, stop --keep-images, a new start from them,
+stop).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.conftest import MOTO_SITE, Run, ec2_config
+from tests.cloud.conftest import FAKE_SECRETS, MOTO_SITE, Run, ec2_config, with_bake_secrets
 from tests.cloud.fault_proxy import Rule
 
 API_SCRIPT = Path(__file__).resolve().parent / "data" / "api_face.py"
@@ -47,6 +49,8 @@ class Face:
             return self._cli("remove-node", cluster, args[0], "--yes", "--no-setup")
         if verb == "resume":
             return self._cli("resume", cluster)
+        if verb == "bake":
+            return self._cli("bake", cluster, *(word for kind in args for word in ("--kind", kind)))
         return self._cli(verb, cluster, *args, "--yes")
 
     def _cli(self, *args: str) -> list[str]:
@@ -192,6 +196,34 @@ def test_pause_and_resume(moto, ec, ssh_key, face):
     assert {n["state"] for nodes in state(ec, "pr")["nodes"].values() for n in nodes} == {"running"}
     assert face("stop", "pr").returncode == 0
     assert moto.instances("pr") == []
+
+
+def test_bake_resize_keep_and_stop(moto, proxy, ec, ssh_key, fake_secrets, face):
+    ec.write(with_bake_secrets(ec2_config(proxy.url, moto.image_id, ssh_key, compute=1), fake_secrets))
+    assert face("start", "bf", "slurm").returncode == 0
+    result = face("bake", "bf", "compute")
+    assert result.returncode == 0, result.output
+    [image] = moto.ec2.describe_images(Owners=["self"])["Images"]
+    ami = image["ImageId"]
+    assert {t["Key"]: t["Value"] for t in image["Tags"]} == {"elasticcluster-cluster": "bf",
+                                                              "elasticcluster-kind": "compute"}
+    assert result.stdout.strip() == f"compute: {ami} (from compute001)"
+    assert fake_secrets.present() == FAKE_SECRETS
+    result = face("resize", "bf", '{"compute": 1}', "{}")
+    assert result.returncode == 0, result.output
+    assert proxy.params["RunInstances"][-1]["ImageId"] == ami
+    assert {n["name"]: n["image_id"] for n in state(ec, "bf")["nodes"]["compute"]} == {
+        "compute001": moto.image_id, "compute002": ami}
+    result = face("stop", "bf", "--keep-images")
+    assert result.returncode == 0, result.output
+    assert f"compute: {ami}" in result.stdout
+    assert moto.instances("bf") == [] and [i["ImageId"] for i in moto.ec2.describe_images(Owners=["self"])["Images"]] == [ami]
+    calls = len(proxy.params["RunInstances"])
+    assert face("start", "bf", "slurm").returncode == 0
+    assert sorted(p["ImageId"] for p in proxy.params["RunInstances"][calls:]) == sorted([ami, moto.image_id])
+    result = face("stop", "bf")
+    assert result.returncode == 0, result.output
+    assert moto.ec2.describe_images(Owners=["self"])["Images"] == []
 
 
 def test_the_1_0_docs_sample_code_runs(moto, ec, ssh_key):

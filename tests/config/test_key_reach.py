@@ -247,3 +247,11 @@ def test_mapping_tables_name_real_driver_methods_and_arguments(family_name):
     for name in ("filter", "by_ids"):
         if family.listing.get(name):
             assert family.listing[name] in listing, f"{family_name}: [listing] {name}"
+    # baked images: the calls that tag one and delete its snapshots, and create_image's arguments
+    for name in ("tag", "delete_snapshot"):
+        if family.images.get(name):
+            method = family.images[name]["call"]
+            assert callable(getattr(cls, method, None)), f"{family_name}: [images] {name} calls {method}"
+    if family.images.get("create"):
+        params = inspect.signature(cls.create_image).parameters
+        assert set(family.images["create"]) <= set(params), f"{family_name}: [images] create"

@@ -98,6 +98,12 @@ def local(docker_engine, home, tmp_path):
                 network.remove()
             except Exception:
                 pass
+    for image in docker_engine.images.list(filters={"label": "elasticcluster.managed=1"}):
+        if (image.labels or {}).get("elasticcluster.cluster") in started:  # baked images
+            try:
+                docker_engine.images.remove(image.id, force=True)
+            except Exception:
+                pass
 
 
 def containers_of(docker_engine, cluster: str) -> list:

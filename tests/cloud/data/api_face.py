@@ -3,7 +3,8 @@
     python api_face.py CONFIG STORAGE VERB NAME [ARGS...]
 
 start TEMPLATE [WORKERS] | resize ADD_JSON REMOVE_JSON | remove-node NODE | pause | resume |
-stop [--force]. Errors are the project's exceptions: the message and their exit status.
+bake [KIND...] | stop [--force] [--keep-images]. Errors are the project's exceptions: the message
+and their exit status.
 """
 import json
 import sys
@@ -29,8 +30,13 @@ try:
         conf.load_cluster(name).pause()
     elif verb == "resume":
         conf.load_cluster(name).resume()
+    elif verb == "bake":
+        for kind, record in conf.load_cluster(name).bake(kinds=rest or None).items():
+            print(f"{kind}: {record['id']} (from {record['from']})")
     elif verb == "stop":
-        conf.load_cluster(name).stop(force="--force" in rest)
+        kept = conf.load_cluster(name).stop(force="--force" in rest, keep_images="--keep-images" in rest)
+        for kind, record in sorted(kept.items()):
+            print(f"  {kind}: {record['id']}")
     else:
         raise SystemExit(f"unknown verb {verb}")
 except ElasticClusterError as err:
