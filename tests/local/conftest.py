@@ -166,9 +166,13 @@ def assert_setup_changes_nothing(local, name: str, nodes: list[str] | None = Non
 MPI_HELLO = (Path(__file__).parent / "data" / "mpi_hello.c").read_text()
 
 
-def add_settings(home: Path, name: str, text: str) -> Path:
-    """Add ``~/.elasticcluster/config.d/NAME.conf`` (read after the bundled configuration, whose
-    sections it extends: ``[setup/slurm]`` then ``global_var_users = ...``)."""
+def add_settings(local, home: Path, name: str, text: str) -> Path:
+    """Add ``~/.elasticcluster/config.d/NAME.conf``, read after the bundled configuration (written
+    first, by the first command), whose sections it extends: ``[setup/slurm]`` then
+    ``global_var_users = ...``."""
+    if not (home / ".elasticcluster" / "config").exists():
+        result = local("list-templates")
+        assert result.returncode == 0, result.output
     path = home / ".elasticcluster" / "config.d" / f"{name}.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

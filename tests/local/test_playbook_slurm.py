@@ -117,7 +117,7 @@ def break_pmix(local, node: str) -> None:
 
 def test_slurm_cluster_for_a_research_group(local, home):
     key = user_key(home, "alice")
-    add_settings(home, "users", f"[setup/slurm]\nglobal_var_users = alice:3001:{key}.pub, bob\n")
+    add_settings(local, home, "users", f"[setup/slurm]\nglobal_var_users = alice:3001:{key}.pub, bob\n")
     started = local.start("local-slurm", NAME)
     try:
         # the setup shows only the plays that have hosts in this cluster (site.yml has a play
@@ -172,7 +172,7 @@ def test_slurm_cluster_for_a_research_group(local, home):
         assert result.returncode != 0 and len(mpi_ranks(result.stdout)) < 4, result.output
         # ... until a second setup, which restarts that slurmd alone; bob, taken off the list
         # at the same time, is locked on every node (his home stays)
-        add_settings(home, "users", f"[setup/slurm]\nglobal_var_users = alice:3001:{key}.pub\n")
+        add_settings(local, home, "users", f"[setup/slurm]\nglobal_var_users = alice:3001:{key}.pub\n")
         result = local("-v", "setup", NAME, timeout=1200)
         assert result.returncode == 0, result.output
         assert "changed: [compute001]" in result.stdout.split("Restart slurmd so that it loads the PMIx")[1] \
