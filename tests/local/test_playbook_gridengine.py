@@ -79,7 +79,7 @@ def test_gridengine_cluster_runs_jobs_grows_and_shrinks(local, home):
         result = local("ssh", name, "--", "qconf -shgrp @allhosts; qconf -sq all.q; qconf -sp mpi")
         assert result.returncode == 0, result.output
         assert re.search(r"^hostlist compute001 compute002$", result.stdout, re.M), result.stdout
-        assert re.search(r"^slots\s+2,\[compute001=2\],\[compute002=2\]$", result.stdout, re.M), result.stdout
+        assert re.search(r"^slots\s+1,\[compute001=2\],\[compute002=2\]$", result.stdout, re.M), result.stdout
         assert re.search(r"^pe_list\s+smp mpi$", result.stdout, re.M), result.stdout
         assert re.search(r"^control_slaves\s+TRUE$", result.stdout, re.M), result.stdout
         # a job of the login user runs, and qsub -sync y passes its exit status
