@@ -23,15 +23,18 @@ def chromium() -> str | None:
 
 @dataclass
 class Load:
-    """What a run of the browser loaded: url -> HTTP status line (or ``net error N``)."""
+    """What a run of the browser loaded: url -> the HTTP status line of each time it was fetched
+    from the server (``net error N`` when that failed); a url the pages asked for again was served
+    from the browser's cache, which keeps successful answers only."""
 
-    statuses: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, list[str]] = field(default_factory=dict)
     dom: str = ""
 
-    def failed(self, host: str) -> dict[str, str]:
-        """The requests to ``host`` that did not answer 200."""
-        return {url: status for url, status in self.statuses.items()
-                if urlparse(url).hostname == host and not status.endswith(" 200 OK")}
+    def failed(self, host: str) -> dict[str, list[str]]:
+        """The urls of ``host`` that were never fetched, or not always with 200."""
+        return {url: answers for url, answers in self.statuses.items()
+                if urlparse(url).hostname == host
+                and (not answers or not all(answer.endswith(" 200 OK") for answer in answers))}
 
     def reached(self, host: str) -> list[str]:
         return [url for url in self.statuses if urlparse(url).hostname == host]
@@ -46,19 +49,28 @@ def _flags(host: str, workdir: Path) -> list[str]:
             "--proxy-server=socks5://127.0.0.1:9", f"--proxy-bypass-list={host}"]
 
 
-def _statuses(netlog: Path) -> dict[str, str]:
+def _statuses(netlog: Path) -> dict[str, list[str]]:
     log = json.loads(netlog.read_text())
     names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
-    urls, statuses = {}, {}
+    urls, answers, cached = {}, {}, set()
     for event in log["events"]:
         kind, source, params = names.get(event["type"]), event["source"]["id"], event.get("params") or {}
         if kind == "REQUEST_ALIVE" and "url" in params:
             urls[source] = params["url"]
+        elif kind == "HTTP_CACHE_READ_INFO":
+            cached.add(source)
         elif kind == "HTTP_TRANSACTION_READ_RESPONSE_HEADERS":
-            statuses[source] = params["headers"][0]
-        elif "net_error" in params and source not in statuses:
-            statuses[source] = f"net error {params['net_error']}"
-    return {url: statuses.get(source, "no answer") for source, url in urls.items()}
+            answers[source] = params["headers"][0]
+        elif "net_error" in params and source not in answers:
+            answers[source] = f"net error {params['net_error']}"
+    statuses: dict[str, list[str]] = {}
+    for source, url in urls.items():
+        fetched = statuses.setdefault(url, [])
+        if source in answers:
+            fetched.append(answers[source])
+        elif source not in cached:
+            fetched.append("no answer")
+    return statuses
 
 
 def load_pages(host: str, urls: list[str], workdir: Path, budget_ms: int = 20000) -> Load:

@@ -140,7 +140,7 @@ def check_web_frontend(local, name: str, tmp_path, capsys) -> None:
     # what the pages' scripts fetch (the front page's tabs)
     loaded = browser.load_pages(ip, pages, tmp_path / "browser")
     assert len(loaded.reached(ip)) > 2 * len(pages), loaded.statuses
-    failed = {url: status for url, status in loaded.failed(ip).items() if urlparse(url).path != "/favicon.ico"}
+    failed = {url: answers for url, answers in loaded.failed(ip).items() if urlparse(url).path != "/favicon.ico"}
     assert failed == {}, failed
     shot = browser.screenshot(ip, base + f"?c={name}", tmp_path / "ganglia-cluster.png", tmp_path / "shot")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
