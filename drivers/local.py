@@ -40,6 +40,8 @@ LABEL_NODE = "elasticcluster.node"
 #: on a baked image: the node it was made from, and the name elasticcluster gave it
 LABEL_BAKED_FROM = "elasticcluster.baked-from"
 LABEL_IMAGE_NAME = "elasticcluster.image-name"
+#: on a network whose nodes get fixed addresses
+LABEL_STATIC = "elasticcluster.static-addresses"
 DEFAULT_IMAGE = "elasticcluster/debian-node:bookworm"
 #: where the nodes' shared /home folders live on this machine, one per cluster
 DEFAULT_STATE_DIR = "/var/lib/elasticcluster/local"
@@ -285,7 +287,6 @@ class LocalNodeDriver(NodeDriver):
         tags = dict(ex_metadata or {})
         cluster = tags.get(TAG_CLUSTER) or "default"
         node_name = tags.get(TAG_NODE) or name
-        network = self._ensure_network(cluster)
         cpus, ram = SIZES.get(size.id, (size.extra.get("cpus", 1), size.ram))
         devices = ["/dev/fuse:/dev/fuse:rwm"] if os.path.exists("/dev/fuse") else []
         volumes = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}}
@@ -294,16 +295,21 @@ class LocalNodeDriver(NodeDriver):
         for folder in ex_shared_folders or []:
             host, _, inside = str(folder).partition(":")
             volumes[host] = {"bind": inside or host, "mode": "rw"}
-        container = self.client.containers.create(
-            image.id, name=name, hostname=node_name, detach=True,
-            labels={LABEL_MANAGED: "1", LABEL_CLUSTER: cluster, LABEL_NODE: node_name},
-            cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined"],
-            tmpfs={"/run": "", "/run/lock": "", "/tmp": ""}, volumes=volumes, devices=devices,
-            nano_cpus=int(cpus * 1e9), mem_limit=f"{ram}m", stop_signal="SIGRTMIN+3",
-            environment={"container": "docker"}, network=network.name,
-            # the other nodes resolve it by its node name (Docker's DNS)
-            networking_config={network.name: self.client.api.create_endpoint_config(aliases=[node_name])},
-        )
+        # one thread at a time picks a free address and creates its container with it
+        with _NETWORK_LOCK:
+            network = self._ensure_network(cluster)
+            container = self.client.containers.create(
+                image.id, name=name, hostname=node_name, detach=True,
+                labels={LABEL_MANAGED: "1", LABEL_CLUSTER: cluster, LABEL_NODE: node_name},
+                cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined"],
+                tmpfs={"/run": "", "/run/lock": "", "/tmp": ""}, volumes=volumes, devices=devices,
+                nano_cpus=int(cpus * 1e9), mem_limit=f"{ram}m", stop_signal="SIGRTMIN+3",
+                environment={"container": "docker"}, network=network.name,
+                # the other nodes resolve it by its node name (Docker's DNS); a fixed address
+                # survives pause and resume, as a cloud's private address does
+                networking_config={network.name: self.client.api.create_endpoint_config(
+                    aliases=[node_name], ipv4_address=self._free_address(network, cluster))},
+            )
         try:
             container.put_archive("/", _first_boot_files(ex_login_key, ex_userdata, bool(self.apt_cache)))
             container.start()
@@ -327,14 +333,66 @@ class LocalNodeDriver(NodeDriver):
         return folders
 
     def _ensure_network(self, cluster: str):
+        """The cluster's network (called with _NETWORK_LOCK held)."""
         name = _network_name(self.network_prefix, cluster)
-        with _NETWORK_LOCK:
-            found = self.client.networks.list(names=[name])
-            exact = [n for n in found if n.name == name]
-            if exact:
-                return exact[0]
-            return self.client.networks.create(name, driver="bridge", check_duplicate=True,
-                                               labels={LABEL_MANAGED: "1", LABEL_CLUSTER: cluster})
+        found = self.client.networks.list(names=[name])
+        exact = [n for n in found if n.name == name]
+        if exact:
+            return exact[0]
+        return self._create_network(name, cluster)
+
+    def _create_network(self, name: str, cluster: str):
+        """A bridge network whose subnet is given, not left to Docker: only there does Docker
+        keep a node's address when it stops and starts again. The subnet is one Docker itself
+        picks (it knows which ranges this machine uses): a probe network gets it, goes, and the
+        cluster's network is made with it (again if another network took it meanwhile)."""
+        import docker
+
+        labels = {LABEL_MANAGED: "1", LABEL_CLUSTER: cluster, LABEL_STATIC: "1"}
+        for _ in range(5):
+            probe = self.client.networks.create(f"{name}-probe-{os.getpid()}-{time.monotonic_ns()}",
+                                                driver="bridge",
+                                                labels={LABEL_MANAGED: "1", LABEL_CLUSTER: cluster})
+            try:
+                pool = (probe.attrs.get("IPAM") or {}).get("Config") or [{}]
+            finally:
+                probe.remove()
+            if not pool[0].get("Subnet"):
+                break
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                subnet=pool[0]["Subnet"], gateway=pool[0].get("Gateway"))])
+            try:
+                return self.client.networks.create(name, driver="bridge", ipam=ipam, check_duplicate=True,
+                                                   labels=labels)
+            except docker.errors.APIError as err:
+                if "overlap" not in str(err).lower():
+                    raise
+        # no subnet to give: Docker picks addresses (they may change on resume)
+        return self.client.networks.create(name, driver="bridge", check_duplicate=True,
+                                           labels={LABEL_MANAGED: "1", LABEL_CLUSTER: cluster})
+
+    def _free_address(self, network, cluster: str) -> str | None:
+        """The lowest address of the network's subnet that no node of the cluster holds (None:
+        the network was made without a subnet of its own, Docker picks)."""
+        import ipaddress
+
+        network.reload()
+        config = ((network.attrs.get("IPAM") or {}).get("Config") or [{}])[0]
+        if (network.attrs.get("Labels") or {}).get(LABEL_STATIC) != "1" or not config.get("Subnet"):
+            return None
+        hosts = ipaddress.ip_network(config["Subnet"]).hosts()
+        taken = {config.get("Gateway") or str(next(hosts))}
+        nodes = self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"},
+                                            ignore_removed=True)
+        for container in nodes:
+            networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+            endpoint = networks.get(network.name) or {}
+            taken.add(endpoint.get("IPAddress"))
+            taken.add((endpoint.get("IPAMConfig") or {}).get("IPv4Address"))
+        for address in hosts:
+            if str(address) not in taken:
+                return str(address)
+        raise LocalEngineError(f"no free address left in {config['Subnet']} for cluster {cluster}")
 
     def list_nodes(self) -> list[Node]:
         # ignore_removed: a container of another cluster may go between the listing and its inspection

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,52 @@ def assert_setup_changes_nothing(local, name: str, nodes: list[str] | None = Non
     nodes = sorted(nodes or (n["name"] for n in local.nodes(name)))
     assert sorted(counters) == nodes, result.stdout[-2000:]
     assert {host: c["changed"] for host, c in counters.items()} == dict.fromkeys(nodes, 0), result.stdout[-4000:]
+
+
+#: an MPI program for the scheduler tests (tests/local/data/mpi_hello.c)
+MPI_HELLO = (Path(__file__).parent / "data" / "mpi_hello.c").read_text()
+
+
+def add_settings(local, home: Path, name: str, text: str) -> Path:
+    """Add ``~/.elasticcluster/config.d/NAME.conf``, read after the bundled configuration (written
+    first, by the first command), whose sections it extends: ``[setup/slurm]`` then
+    ``global_var_users = ...``."""
+    if not (home / ".elasticcluster" / "config").exists():
+        result = local("list-templates")
+        assert result.returncode == 0, result.output
+    path = home / ".elasticcluster" / "config.d" / f"{name}.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def user_key(home: Path, user: str) -> Path:
+    """A new SSH key pair for ``user`` (the private key's path; ``.pub`` beside it)."""
+    path = home / "keys" / user
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{user}@outside", "-f", str(path)],
+                   check=True)
+    return path
+
+
+def ssh_as(local, cluster: str, user: str, key: Path, command: str, node: str | None = None,
+           stdin: str | None = None, timeout: float = 600) -> Run:
+    """``ssh USER@NODE COMMAND`` from this machine with the user's own key, as a user of the
+    cluster logs in (node: the frontend), host keys checked against the cluster's known_hosts."""
+    nodes = {n["name"]: n for n in local.nodes(cluster)}
+    node = node or next(n for n, info in nodes.items() if info["kind"] == "frontend")
+    proc = subprocess.run(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={local.storage / cluster / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+         "-o", "ConnectTimeout=20", f"{user}@{nodes[node]['preferred_ip']}", command],
+        input=stdin, capture_output=True, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def mpi_ranks(output: str) -> list[tuple[int, int, str, int]]:
+    """The (rank, size, host, sum) lines the MPI hello program printed."""
+    import re
+
+    return sorted((int(r), int(s), h, int(t)) for r, s, h, t in
+                  re.findall(r"^rank (\d+) of (\d+) on (\S+) sum (\d+)$", output, re.M))

@@ -56,11 +56,15 @@ def test_local_cluster_lifecycle(local):
     assert local("resize", "lc1", "-r", "1:compute", "--yes", "--no-setup").returncode == 0
     assert len(containers_of(local.docker, "lc1")) == 3
 
+    addresses = {n["name"]: n["preferred_ip"] for n in local.nodes("lc1")}
     assert local("pause", "lc1", "--yes").returncode == 0
     assert {c.status for c in containers_of(local.docker, "lc1")} == {"exited"}
     result = local("resume", "lc1")
     assert result.returncode == 0, result.output
     assert {c.status for c in containers_of(local.docker, "lc1")} == {"running"}
+    # every node keeps its address (as a cloud's private address survives a stop), so the
+    # nodes' /etc/hosts and the services that use it still hold after a resume
+    assert {n["name"]: n["preferred_ip"] for n in local.nodes("lc1")} == addresses
     for node in local.nodes("lc1"):
         assert ssh_banner(node["preferred_ip"]).startswith("SSH-2.0-")
 

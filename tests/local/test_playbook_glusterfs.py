@@ -1,5 +1,7 @@
 """GlusterFS on real nodes of the local cloud: the bundled `local-glusterfs` template
-(2 servers, each with one brick of a distributed volume, and 2 clients mounting it with FUSE)."""
+(2 servers, each with one brick of a replicated volume (2 copies of every file: the default
+for an even number of servers), and 2 clients mounting it with FUSE). Losing one server's
+brick loses no file."""
 from __future__ import annotations
 
 import os
@@ -15,7 +17,7 @@ VOLUME_INFO = "sudo gluster volume info glusterfs"
 
 
 def test_glusterfs_file_written_on_one_client_is_read_on_another(local):
-    name = "gl-e2e1"
+    name = "gl-hpc1"
     start = local("start", "local-glusterfs", "-n", name)
     try:
         if start.returncode != 0 and not os.path.exists("/dev/fuse"):
@@ -26,10 +28,11 @@ def test_glusterfs_file_written_on_one_client_is_read_on_another(local):
             pytest.skip("this machine has no /dev/fuse, so the local nodes cannot mount GlusterFS "
                         "(glusterfs-client is FUSE); the volume was made and started")
         assert start.returncode == 0, start.output
-        # the volume: distributed over both servers' bricks, started
+        # the volume: a copy of every file on each server's brick, started
         result = local("ssh", name, "-n", "server001", "--", VOLUME_INFO)
         assert result.returncode == 0, result.output
-        assert "Type: Distribute" in result.stdout and "Status: Started" in result.stdout, result.output
+        assert "Type: Replicate" in result.stdout and "Status: Started" in result.stdout, result.output
+        assert "Number of Bricks: 1 x 2 = 2" in result.stdout, result.output
         bricks = re.findall(r"^Brick\d+: \S+:/srv/glusterfs/brick$", result.stdout, re.M)
         assert len(bricks) == 2, result.output
         # mounted with FUSE on both clients, and in their fstab
@@ -45,13 +48,28 @@ def test_glusterfs_file_written_on_one_client_is_read_on_another(local):
         result = local("ssh", name, "-n", "client002", "--", f"cat {files}")
         assert result.returncode == 0, result.output
         assert result.stdout.split() == [token] * 8, result.output
-        # ... and the files are spread over both servers' bricks
-        counts = []
+        # ... and each server's brick holds all of them
         for server in ("server001", "server002"):
             result = local("ssh", name, "-n", server, "--", "ls /srv/glusterfs/brick | grep -c '^probe-'")
-            counts.append(int(result.stdout.strip() or 0))
-        assert sum(counts) == 8, counts
+            assert result.stdout.strip() == "8", (server, result.output)
         # a second setup changes nothing
         assert_setup_changes_nothing(local, name)
+        # server002 loses its brick (its brick process dies): every file is still read, on both
+        # clients, and can still be written
+        server002 = next(n["preferred_ip"] for n in local.nodes(name) if n["name"] == "server002")
+        brick = re.compile(rf"^Brick {re.escape(server002)}:/srv/glusterfs/brick\s+(\S+)\s+(\S+)\s+([YN])\s+(\S+)",
+                           re.M)
+        result = local("ssh", name, "-n", "server001", "--", "sudo gluster volume status glusterfs")
+        online = brick.search(result.stdout)
+        assert online and online.group(3) == "Y", result.output
+        result = local("ssh", name, "-n", "server002", "--", f"sudo kill -9 {online.group(4)}")
+        assert result.returncode == 0, result.output
+        result = local("ssh", name, "-n", "server001", "--", "sleep 2; sudo gluster volume status glusterfs")
+        assert brick.search(result.stdout).group(3) == "N", result.output
+        for client in ("client001", "client002"):
+            result = local("ssh", name, "-n", client, "--", f"cat {files}", timeout=300)
+            assert result.returncode == 0 and result.stdout.split() == [token] * 8, (client, result.output)
+        result = local("ssh", name, "-n", "client002", "--", "echo after > /glusterfs/after && cat /glusterfs/after")
+        assert result.stdout.strip() == "after", result.output
     finally:
         assert local("stop", name, "--yes").returncode == 0
