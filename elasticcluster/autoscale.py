@@ -198,14 +198,16 @@ def reconcile(cluster: Cluster, elastic: dict[str, list[str]], slurm: Slurm, eve
     if found.going:
         events.progress(f"autoscale: SLURM powered down {', '.join(found.going)}: terminating")
         operations.scale(cluster, remove=found.going, events=events)
-    new = []
-    if found.wanted:
-        events.progress(f"autoscale: SLURM wants {', '.join(found.wanted)}: making them")
-        by_kind = {kind: [n for n in names if n in found.wanted] for kind, names in elastic.items()}
+    todo = found.wanted + found.starting
+    if todo:
+        # the new ones are made; those an earlier (killed) round made are waited for
+        if found.wanted:
+            events.progress(f"autoscale: SLURM wants {', '.join(found.wanted)}: making them")
+        by_kind = {kind: [n for n in names if n in todo] for kind, names in elastic.items()}
         failed = operations.scale(cluster, add={k: v for k, v in by_kind.items() if v}, events=events)
-        _give_up(cluster, slurm, failed, "its instance could not be made", events, found)
-        new = [n for n in found.wanted if n not in failed]
-    todo = new + found.starting
+        _give_up(cluster, slurm, failed, "its instance could not be made or never answered SSH",
+                 events, found)
+        todo = [n for n in todo if n not in failed]
     if todo:
         for name in todo:
             slurm.report(cluster.get_node_by_name(name))

@@ -113,11 +113,12 @@ def what_exists(cluster: Cluster) -> str:
 def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, public_key: str,
               max_workers: int = 10, startup_timeout: float = 600, ssh_probe_timeout: float = 5,
               floating_ip: bool = False, progress: Progress | None = None,
-              waiting: list[Node] = ()) -> None:
+              waiting: list[Node] = (), minimums: dict[str, int] | None = None) -> None:
     """The whole start of ``nodes``: prepare, create, minimums, running, SSH (one path for all
-    clouds); nodes already created (``waiting``) are waited for with them."""
+    clouds); nodes already created (``waiting``) are waited for with them. A node that fails
+    is dropped while each kind keeps ``minimums`` (default: KIND_min_nodes), else it fails."""
     progress = progress or Progress()
-    minimums = dict(cluster.extra.get("min_nodes") or {})
+    minimums = dict(cluster.extra.get("min_nodes") or {}) if minimums is None else minimums
     if nodes:
         prepare(provider, cluster, nodes, public_key)
         progress.event(f"creating {len(nodes)} node(s) of cluster '{cluster.name}'")
@@ -129,7 +130,8 @@ def provision(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, p
                           progress=progress, sweep=bool(nodes))
     handle_timeout(provider, cluster, late, minimums, startup_timeout)
     wait_ssh(provider, cluster, _still_in(cluster, created), probe_timeout=ssh_probe_timeout,
-             timeout=startup_timeout, max_workers=max(32, max_workers), progress=progress)
+             timeout=startup_timeout, max_workers=max(32, max_workers), progress=progress,
+             minimums=minimums)
 
 
 def _still_in(cluster: Cluster, nodes: list[Node]) -> list[Node]:
@@ -140,7 +142,7 @@ def _still_in(cluster: Cluster, nodes: list[Node]) -> list[Node]:
 
 def wait_ssh(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, probe_timeout: float,
              timeout: float, max_workers: int = 32, progress: Progress | None = None,
-             drop: bool = True) -> None:
+             drop: bool = True, minimums: dict[str, int] | None = None) -> None:
     """Wait until every node accepts SSH; drop the silent ones if ``drop`` and the minimums
     allow, else fail."""
     from elasticcluster import ssh
@@ -157,7 +159,8 @@ def wait_ssh(provider: CloudProvider, cluster: Cluster, nodes: list[Node], *, pr
         return
     lines = ssh.describe_failures(results, cluster)
     changed = any(p.status == ssh.KEY_CHANGED for p in results.values())
-    minimums = dict(cluster.extra.get("min_nodes") or {})
+    if minimums is None:
+        minimums = dict(cluster.extra.get("min_nodes") or {})
     if changed or not drop or not within_minimums(cluster, silent, minimums):
         raise CloudError("cannot log into every node over SSH:\n  " + "\n  ".join(lines))
     log.warning("terminating node(s) that never accepted SSH (KIND_min_nodes allows it):\n  %s",

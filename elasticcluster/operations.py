@@ -197,7 +197,7 @@ def _after_failed_start(cluster: Cluster, provider, err: ElasticClusterError) ->
 
 
 def _create(cluster: Cluster, provider, nodes: list[Node], max_workers: int | None, events: Events,
-            waiting: list[Node] = ()) -> None:
+            waiting: list[Node] = (), minimums: dict[str, int] | None = None) -> None:
     """Create ``nodes`` (the frontend kind first), wait until they and ``waiting`` run and
     accept SSH (``lifecycle.provision``)."""
     from elasticcluster.ssh_keys import ensure_key_pair, read_public_key
@@ -212,7 +212,8 @@ def _create(cluster: Cluster, provider, nodes: list[Node], max_workers: int | No
                         startup_timeout=float(_setting(cluster, "startup_timeout", cluster.startup_timeout)),
                         ssh_probe_timeout=float(_setting(cluster, "ssh_probe_timeout", 5)),
                         floating_ip=bool(provider.cloud.get("request_floating_ip")),
-                        progress=lifecycle.Progress(event=events.progress), waiting=list(waiting))
+                        progress=lifecycle.Progress(event=events.progress), waiting=list(waiting),
+                        minimums=minimums)
 
 
 # -- stop -----------------------------------------------------------------------------
@@ -440,34 +441,43 @@ def scale(cluster: Cluster, *, add: dict[str, list[str]] | None = None, remove: 
     """The autoscaler's resize: make the nodes named in ``add`` (kind -> names, as the
     scheduler names them) and terminate those named in ``remove``, the same steps as
     ``resize`` without its setup (the autoscaler sets up the new nodes itself). Returns the
-    names in ``add`` that could not be made: those are terminated and forgotten."""
+    names in ``add`` that could not be made: those are terminated and forgotten.
+
+    A node in ``add`` that exists already but was never seen to accept SSH (an earlier
+    autoscaler was killed while making it) is waited for with the new ones."""
     events = events or Events()
     provider = _cloud(cluster)
     wanted = [name for names in (add or {}).values() for name in names]
     with _changing(cluster, events, advice=lambda: f"Run `elasticcluster autoscale {cluster.name}` "
                                                    "again: it goes on where this stopped"):
         _reconcile(cluster, provider, events)
-        have = {n.name for n in cluster.get_all_nodes()}
-        going = [cluster.get_node_by_name(name) for name in remove if name in have]
+        by_name = {n.name: n for n in cluster.get_all_nodes()}
+        going = [by_name[name] for name in remove if name in by_name]
         if going:
             _remove(provider, cluster, going)
         added = []
         for kind, names in (add or {}).items():
-            new = [name for name in names if name not in have]
+            new = [name for name in names if name not in by_name]
             if new:
                 made = cluster.template_spec.add_nodes(cluster, kind, len(new), names=new)
                 record = _usable_image(cluster, kind)
                 if record is not None:  # a baked image: the new node comes up set up already
                     _boot_from(record, made)
                 added += made
+        unseen = [by_name[name] for name in wanted if name in by_name
+                  and by_name[name].instance_id and not by_name[name].extra.get("ssh_host_key")]
         _check_size(cluster)
-        if added:
+        if added or unseen:
             cluster.save()
+            # each node may fail alone: the others come up, the failed ones are dropped
+            fresh = {id(n) for n in [*added, *unseen]}
+            minimums = {kind: sum(1 for n in nodes if id(n) not in fresh)
+                        for kind, nodes in cluster.nodes.items()}
             try:
-                _create(cluster, provider, added, None, events)
+                _create(cluster, provider, added, None, events, waiting=unseen, minimums=minimums)
             except (CloudError, UsageError) as err:
                 log.warning("%s", err)
-                _drop_all(provider, cluster, added, events)
+                _drop_all(provider, cluster, [*added, *unseen], events)
         have = {n.name for n in cluster.get_all_nodes()}
     return [name for name in wanted if name not in have]
 

@@ -134,7 +134,10 @@ def _cache_file(config_path: Path) -> Path:
 
 
 def _signature(config_path: Path) -> list:
-    entries = [__version__, str(config_path.resolve())]
+    # the code that made the report too (a checkout or an upgrade within one version)
+    code = Path(__file__).with_name("config")
+    entries = [__version__, str(config_path.resolve()),
+               [os.stat(code / name).st_mtime_ns for name in ("link.py", "schema.py")]]
     for file in config_files(config_path):
         st = file.stat()
         entries.append([str(file), st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode])

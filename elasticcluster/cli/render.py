@@ -39,7 +39,7 @@ def print_templates(templates: list[dict]) -> None:
         for column in ("name", "cloud", "provider", "setup", "nodes", "frontend"):
             table.add_column(column, overflow="fold")
         for t in templates:
-            nodes = ", ".join(f"{n} {kind}" for kind, n in sorted(t["nodes"].items()))
+            nodes = ", ".join(f"{n}{_up_to(t, kind)} {kind}" for kind, n in sorted(t["nodes"].items()))
             table.add_row(t["name"], t["cloud"], t["provider"], t["setup"], nodes, t["frontend"])
         _console().print(table)
         return
@@ -47,8 +47,13 @@ def print_templates(templates: list[dict]) -> None:
     for t in templates:
         out += ["", f"name:     {t['name']}", f"cloud:    {t['cloud']}", f"provider: {t['provider']}",
                 f"setup:    {t['setup']}"]
-        out += [f"{kind} nodes: {count}" for kind, count in sorted(t["nodes"].items())]
+        out += [f"{kind} nodes: {count}{_up_to(t, kind)}" for kind, count in sorted(t["nodes"].items())]
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def _up_to(template: dict, kind: str) -> str:
+    top = (template.get("nodes_max") or {}).get(kind)
+    return f" (autoscaled up to {top})" if top else ""
 
 
 def print_clusters(clusters: list[dict]) -> None:

@@ -128,6 +128,9 @@ class ClusterTemplate:
             "login": self.login_name,
             "setup": self.setup_name,
             "nodes": {kind: spec.count for kind, spec in sorted(self.kinds.items())},
+            # autoscaled kinds: up to how many nodes `elasticcluster autoscale` makes
+            "nodes_max": {kind: spec.max_count for kind, spec in sorted(self.kinds.items())
+                          if spec.elastic_names},
             "frontend": self.frontend_kind(),
         }
 
