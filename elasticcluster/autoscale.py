@@ -89,6 +89,8 @@ def plan(cluster: Cluster, elastic: dict[str, list[str]], states: dict[str, set[
         for name in names:
             flags = states.get(name, set())
             node = nodes.get(name)
+            if flags & {"DOWN", "DRAIN", "FAIL"} and node is None:
+                continue  # given up on (by SLURM or by us): SLURM picks other nodes for its jobs
             if flags & {"POWERING_UP", "POWER_UP"}:
                 if node is None:
                     found.wanted.append(name)

@@ -103,3 +103,13 @@ def test_plan_sets_up_a_node_made_by_a_killed_round(write_config, home):
 def test_autoscale_refuses_what_it_cannot_follow(write_config, home, master, ceiling, says):
     with pytest.raises(UsageError, match=says):
         check_autoscaled(cluster_of(write_config, master=master, ceiling=ceiling))
+
+
+def test_plan_leaves_nodes_given_up_on_to_slurm(write_config, home):
+    """A node marked DOWN (its instance failed) stays wanted by SLURM until its ResumeTimeout:
+    it is not made again; SLURM requeues its jobs on others."""
+    cluster = cluster_of(write_config, nodes=[])
+    states = {"compute001": {"MIXED", "DOWN", "CLOUD", "NOT_RESPONDING", "POWERING_UP"},
+              "compute002": {"MIXED", "CLOUD", "NOT_RESPONDING", "POWERING_UP"}}
+    found = plan(cluster, check_autoscaled(cluster), states)
+    assert found.wanted == ["compute002"] and found.failed == []

@@ -58,8 +58,14 @@ def check_mpi(local, name: str, key) -> None:
                     "qsub -sync y -pe mpi 4 -cwd -j y -o hello.out hello.sh && cat hello.out")
     assert result.returncode == 0 and "exit code 0" in result.stdout, result.output
     ranks = mpi_ranks(result.stdout)
-    assert [r[:2] for r in ranks] == [(i, 4) for i in range(4)] and {r[3] for r in ranks} == {6}, result.output
-    assert sorted(r[2] for r in ranks) == ["compute001"] * 2 + ["compute002"] * 2, result.output
+    # hello.out gathers every run of the job: Grid Engine reruns a job whose host failed it
+    # (seen once on a loaded machine), and each run must have been whole and right
+    assert ranks and len(ranks) % 4 == 0, result.output
+    for run in range(0, len(ranks), 4):
+        these = sorted(ranks[run:run + 4])
+        assert [r[:2] for r in these] == [(i, 4) for i in range(4)] and {r[3] for r in these} == {6}, \
+            result.output
+        assert sorted(r[2] for r in these) == ["compute001"] * 2 + ["compute002"] * 2, result.output
 
 
 def test_gridengine_cluster_runs_jobs_grows_and_shrinks(local, home):

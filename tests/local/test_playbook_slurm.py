@@ -88,9 +88,17 @@ def check_mpi(local, key) -> list[int]:
     batch_job = int(result.stdout.split()[0])
     ranks = mpi_ranks(result.stdout)
     assert len(ranks) == 4 and {r[2] for r in ranks} == {"compute001", "compute002"}, result.output
-    result = ssh_as(local, NAME, "alice", key, "sacct -X -n -P -o JobID,JobName,State")
-    jobs = [line.split("|") for line in result.stdout.splitlines()]
-    srun_job = next(int(j[0]) for j in jobs if j[1] == "hello")
+    # slurmctld sends job records to slurmdbd as it can: a busy machine sees them a little later
+    deadline = time.monotonic() + 90
+    while True:
+        result = ssh_as(local, NAME, "alice", key, "sacct -X -n -P -o JobID,JobName,State")
+        jobs = [line.split("|") for line in result.stdout.splitlines()]
+        done = [j for j in jobs if j[1:] in (["hello", "COMPLETED"], ["hello.sh", "COMPLETED"])]
+        if len(done) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    srun_job = next((int(j[0]) for j in jobs if j[1] == "hello"), None)
+    assert srun_job is not None, (result.output, jobs)
     assert [str(batch_job), "hello.sh", "COMPLETED"] in jobs and [str(srun_job), "hello", "COMPLETED"] in jobs, jobs
     return [srun_job, batch_job]
 
