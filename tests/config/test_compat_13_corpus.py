@@ -84,7 +84,7 @@ def test_slurm_with_openstack_auth(cli, tmp_path):
     assert result.returncode == 0
     assert listed(data)["slurm-on-ubuntu16"] == {
         "name": "slurm-on-ubuntu16", "cloud": "openstack", "provider": "openstack", "login": "ubuntu",
-        "setup": "slurm", "nodes": {"master": 1, "worker": 4}, "frontend": "master"}
+        "setup": "slurm", "nodes": {"master": 1, "worker": 4}, "nodes_max": {}, "frontend": "master"}
     template = load_config(config).templates["slurm-on-ubuntu16"]
     assert template.cloud["identity_api_version"] == "2"
     assert template.kinds["worker"].groups == ["slurm_worker", "ganglia_monitor", "glusterfs_server"]

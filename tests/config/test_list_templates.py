@@ -11,7 +11,7 @@ from elasticcluster.resources import default_config_template
 from tests.config.cfgtools import list_json, listed, no_traceback, set_key, skipped
 from tests.conftest import VALID_CONFIG
 
-TEMPLATE_KEYS = {"name", "cloud", "provider", "login", "setup", "nodes", "frontend"}
+TEMPLATE_KEYS = {"name", "cloud", "provider", "login", "setup", "nodes", "nodes_max", "frontend"}
 
 TWO_MORE = """
 [cluster/gridengine]
@@ -43,7 +43,7 @@ def test_json_output(cli, write_config):
         assert set(template) == TEMPLATE_KEYS
     assert listed(data)["slurm"] == {
         "name": "slurm", "cloud": "hobbes", "provider": "ec2_boto", "login": "gc3-user",
-        "setup": "ansible-slurm", "nodes": {"frontend": 1, "compute": 2}, "frontend": "frontend",
+        "setup": "ansible-slurm", "nodes": {"frontend": 1, "compute": 2}, "nodes_max": {}, "frontend": "frontend",
     }
     assert listed(data)["gridengine"]["nodes"] == {"compute": 8, "frontend": 1}
     assert listed(data)["gridengine"]["frontend"] == "compute"  # no ssh_to: first kind by name
@@ -184,3 +184,16 @@ def test_list_templates_json_on_broken_deployed_config(cli, home):
     assert result.returncode == 2
     data = json.loads(result.stdout)
     assert data["templates"] == [] and len(data["skipped"]) == len(names)
+
+
+def test_list_templates_shows_the_autoscaled_ceiling(cli, home):
+    """An autoscaled kind (KIND_nodes_max): its count and how far autoscale may take it."""
+    result = cli("list-templates", "local-slurm*")
+    assert result.returncode == 0, result.output
+    assert "compute nodes: 0 (autoscaled up to 4)" in result.stdout
+    assert "compute nodes: 2\n" in result.stdout  # local-slurm: no ceiling
+    data = json.loads(cli("list-templates", "--json", "local-slurm*").stdout)
+    by_name = {t["name"]: t for t in data["templates"]}
+    assert by_name["local-slurm-elastic"]["nodes"] == {"compute": 0, "frontend": 1}
+    assert by_name["local-slurm-elastic"]["nodes_max"] == {"compute": 4}
+    assert by_name["local-slurm"]["nodes_max"] == {}
