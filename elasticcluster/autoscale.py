@@ -215,7 +215,8 @@ def reconcile(cluster: Cluster, elastic: dict[str, list[str]], slurm: Slurm, eve
             slurm.report(cluster.get_node_by_name(name))
         frontend = cluster.get_frontend_node().name
         try:
-            operations.setup(cluster, limit=sorted({*todo, frontend}), events=events)
+            # the new nodes get the whole setup; the frontend learns of them
+            operations.setup(cluster, limit=sorted({*todo, frontend}), new=todo, events=events)
         except SetupFailed as err:
             log.warning("%s", err)
             operations.scale(cluster, remove=todo, events=events)

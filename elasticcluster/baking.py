@@ -257,11 +257,13 @@ def _restore(conn, login: ssh.Login, node: Node, timeout: float) -> None:
 
 
 def bake_node(provider, cluster: Cluster, node: Node, instance, kind: str, paths: list[SecretPath], *,
-              base: str | None, progress: Callable[[str], None] = lambda message: None,
+              base: str | None, groups: list[str] | None = None,
+              progress: Callable[[str], None] = lambda message: None,
               ready_timeout: float = READY_TIMEOUT) -> dict:
     """Make an image of ``node`` (the cloud's ``instance``) without its secrets, record it as the
     image of ``kind`` (the one it replaces goes to ``old_images``, for the caller to delete) and
-    wait until the cloud says it is ready. Returns the record."""
+    wait until the cloud says it is ready. Returns the record. ``groups``: the kind's Ansible
+    groups, whose software the image holds (a node from it skips installing them again)."""
     name = image_name(cluster.name, kind)
     with secrets_staged(cluster, node, paths, progress=progress):
         progress(f"{kind}: making image {name} of {node.name}")
@@ -269,7 +271,7 @@ def bake_node(provider, cluster: Cluster, node: Node, instance, kind: str, paths
             image = provider.create_image(instance, name, description=(
                 f"elasticcluster: {kind} node of cluster {cluster.name}, made from {node.name}"))
             record = {"id": str(image.id), "name": name, "from": node.name, "made": int(time.time()),
-                      "base": base}
+                      "base": base, "groups": list(groups) if groups is not None else None}
             images = cluster.images
             old = images.get(kind)
             if old and old["id"] != record["id"]:

@@ -244,7 +244,7 @@ class Cluster:
     @property
     def images(self) -> dict[str, dict]:
         """The baked image of each kind (``bake``): kind -> a copy of its record (``id``, ``name``,
-        ``from``, ``made``, ``base``); what is not such a record (a state file edited by hand) is
+        ``from``, ``made``, ``base``, ``groups``); what is not such a record (a state file edited by hand) is
         left out."""
         found = self.extra.get("images")
         if not isinstance(found, dict):

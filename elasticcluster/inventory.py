@@ -79,6 +79,8 @@ def inventory_for(cluster: Cluster, spec: SetupSpec) -> dict:
                            ("elasticcluster_memory_mb", "flavor_ram")):
             if node.extra.get(extra):
                 host[key] = node.extra[extra]
+        if _baked(cluster, spec, node):
+            host["elasticcluster_baked"] = True
         if node.image_user and node.image_user != login.user:
             host["ansible_user"] = node.image_user
         proxy = proxy_command(cluster, node)
@@ -89,6 +91,17 @@ def inventory_for(cluster: Cluster, spec: SetupSpec) -> dict:
             children.setdefault(group, {"hosts": {}})["hosts"][node.name] = None
         hosts[node.name] = host
     return {"all": {"vars": all_vars, "hosts": hosts, "children": children}}
+
+
+def _baked(cluster: Cluster, spec: SetupSpec, node) -> bool:
+    """``node`` booted from an image baked of its kind with the Ansible groups it has now: its
+    software is installed (the playbooks' install tasks skip it). An image baked before the
+    kind's groups changed holds the software of the old groups only: such a node installs."""
+    if not node.extra.get("baked"):
+        return False
+    records = [*cluster.images.values(), *cluster.old_images]
+    record = next((r for r in records if r.get("id") == node.image_id), None)
+    return record is not None and record.get("groups") == spec.groups.get(node.kind, [])
 
 
 def write_inventory(cluster: Cluster, spec: SetupSpec) -> Path:

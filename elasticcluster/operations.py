@@ -12,6 +12,7 @@ reads a terminal: the CLI gives its own callbacks.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -410,8 +411,8 @@ def resize(cluster: Cluster, *, add: dict[str, int] | None = None, remove: dict[
                 except ElasticClusterError:
                     pass
                 raise
-        if setup:
-            _run_setup(cluster, (), events)
+        if setup:  # the new nodes get the whole setup, the others learn of the change
+            _run_setup(cluster, (), events, new=[n.name for n in added])
     events.progress(f"Cluster '{cluster.name}' now has: "
                     + (", ".join(f"{n} {k}" for k, n in cluster.node_counts().items()) or "no nodes"))
 
@@ -432,8 +433,8 @@ def remove_node(cluster: Cluster, node_name: str, *, setup: bool = True,
         _reconcile(cluster, provider, events)
         _remove(provider, cluster, [node])
         events.progress(f"Node {node_name} removed from cluster '{cluster.name}'.")
-        if setup:
-            _run_setup(cluster, (), events)
+        if setup:  # the others forget it
+            _run_setup(cluster, (), events, new=[])
 
 
 def scale(cluster: Cluster, *, add: dict[str, list[str]] | None = None, remove: list[str] = (),
@@ -609,16 +610,17 @@ def _fail_on(outcome, cluster: Cluster, verb: str) -> None:
 
 
 def setup(cluster: Cluster, *, extra_args: list[str] = (), limit: list[str] | None = None,
-          events: Events | None = None) -> None:
+          new: list[str] | None = None, events: Events | None = None) -> None:
     """Run the setup (the template's playbook) on every node, or on the nodes named in
     ``limit``; idempotent. SetupFailed names each failed host, its task and the message.
-    The nodes set up are marked so (``node.extra["set_up"]``)."""
+    The nodes set up are marked so (``node.extra["set_up"]``). With ``new``, only those nodes
+    (and any never set up) get the whole setup; the others only learn of them."""
     events = events or Events()
     _setup_provider(cluster)
     with _changing(cluster, events, advice=lambda: f"Run `elasticcluster setup {cluster.name}` again"):
         if _unsettled(cluster):
             _reconcile(cluster, _cloud(cluster), events)
-        _run_setup(cluster, extra_args, events, limit=limit)
+        _run_setup(cluster, extra_args, events, limit=limit, new=new)
     events.progress(f"Cluster '{cluster.name}' is set up." if limit is None else
                     f"Set up: {', '.join(limit)}.")
 
@@ -640,11 +642,20 @@ def _setup_provider(cluster: Cluster):
     return cluster.setup_provider
 
 
-def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | None = None) -> None:
-    """Run the setup on every node (or those named in ``limit``); mark them set up."""
+def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | None = None,
+               new: list[str] | None = None) -> None:
+    """Run the setup on every node (or those named in ``limit``); mark them set up.
+
+    ``new``: the nodes that get the whole setup (with those never set up); every other node
+    only learns of them (``elasticcluster_learn_only`` in the playbooks: /etc/hosts, known
+    hosts, the scheduler's node list). None: every node gets the whole setup."""
     provider = _setup_provider(cluster)
+    whole = not extra_args  # not a part of the setup (--tags ...)
     if limit:
         extra_args = [*extra_args, "--limit", ",".join(limit)]
+    if new is not None:
+        full = sorted({*new, *(n.name for n in cluster.get_all_nodes() if not n.extra.get("set_up"))})
+        extra_args = [*extra_args, "-e", json.dumps({"elasticcluster_new_nodes": full})]
     if not hasattr(provider, "run_setup"):  # a setup provider of the seed's contract
         if not provider.setup_cluster(cluster):
             raise SetupFailed(f"setup of cluster '{cluster.name}' failed")
@@ -661,7 +672,7 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
     _mark_set_up(cluster, limit)
-    if not extra_args:  # a whole setup, not a part of it (--tags ...)
+    if whole:
         _bake_after_first_setup(cluster, events)
 
 
@@ -716,7 +727,8 @@ def _bake(cluster: Cluster, provider, kinds: list[str], events: Events) -> dict[
     made = {}
     for kind, node in sources.items():
         made[kind] = baking.bake_node(provider, cluster, node, instances[node.instance_id], kind, paths,
-                                      base=_base_image(cluster, kind, node), progress=events.progress)
+                                      base=_base_image(cluster, kind, node),
+                                      groups=_kind_groups(cluster, kind), progress=events.progress)
         _delete_old_images(cluster, provider, events)
     return made
 
@@ -753,6 +765,12 @@ def _delete_old_images(cluster: Cluster, provider, events: Events) -> None:
                     "deletes it", ident, why, cluster.name)
     cluster.extra["old_images"] = [r for r in old if r["id"] in failed]
     cluster.save()
+
+
+def _kind_groups(cluster: Cluster, kind: str) -> list[str] | None:
+    """The Ansible groups the setup gives ``kind`` (None: no setup provider of ours)."""
+    spec = getattr(cluster.setup_provider, "spec", None)
+    return list(spec.groups.get(kind, [])) if spec is not None else None
 
 
 def _base_image(cluster: Cluster, kind: str, node: Node) -> str | None:

@@ -4,7 +4,9 @@ One SLURM cluster: ``bake`` makes an image of each kind that holds the software
 and none of the node's secrets (SSH host keys, munge key, first-boot marker,
 slurmctld's state), while the node it was made from keeps working; a second
 ``bake`` replaces (and deletes) the kind's image; a node that ``resize`` adds
-boots from the image with a host key of its own, joins SLURM and runs a job;
+boots from the image with a host key of its own, joins SLURM and runs a job,
+and the setup installs nothing on it while the nodes that were there only
+learn of it (the task lists of Ansible's log);
 ``stop --keep-images`` keeps the images and names them, a new start of the
 cluster boots every node from them, and ``stop`` deletes them.
 """
@@ -37,6 +39,25 @@ def state(local, name: str) -> dict:
 
 def host_keys(local, name: str) -> dict[str, str]:
     return {n["name"]: n["extra"]["ssh_host_key"] for nodes in state(local, name)["nodes"].values() for n in nodes}
+
+
+def tasks_run(local, name: str) -> dict[str, list[str]]:
+    """From the last setup's Ansible log: host -> the tasks that ran on it (ok or changed)."""
+    ran, task = {}, None
+    for line in (local.storage / name / "ansible.log").read_text().splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line[line.index("[") + 1:line.index("]")]
+            task = task if line.startswith("TASK") else f"handler {task}"
+        elif line.startswith("PLAY "):
+            task = None
+        elif task and line.startswith(("ok: [", "changed: [")):
+            host = line.split("[", 1)[1].split("]", 1)[0].split(" ")[0]
+            ran.setdefault(host, []).append(task)
+    return ran
+
+
+INSTALLS = ("slurm_common : Install SLURM and munge", "mpi : Install Open MPI and the compilers",
+            "nfs_client : Install the NFS client")
 
 
 def srun(local, name: str, count: int) -> list[str]:
@@ -104,7 +125,24 @@ def test_bake_resize_keep_and_stop(local):
         assert new_keys["compute003"] not in keys.values()
         code, public = exec_in(new, "cat /etc/ssh/ssh_host_ed25519_key.pub")
         assert code == 0 and public.split()[1] == new_keys["compute003"].split()[1]
+        # the setup installed nothing on the node from the image, and the nodes that were there only
+        # learned of it (/etc/hosts, known hosts, slurm.conf and the restarts it asks)
+        ran = tasks_run(local, name)
+        assert not [t for t in ran["compute003"] if t in INSTALLS], ran["compute003"]
+        for old in ("compute001", "compute002", "frontend001"):
+            assert "common : List every node in /etc/hosts" in ran[old] and \
+                "slurm_common : Write slurm.conf" in ran[old], (old, ran[old])
+            assert not [t for t in ran[old] if t in INSTALLS or t.startswith(("slurm_client :", "mpi :"))], ran[old]
+            assert len(ran[old]) < len(ran["compute003"]), (old, ran[old], ran["compute003"])
+        print("tasks run in resize's setup:", {host: len(tasks) for host, tasks in sorted(ran.items())})
         assert srun(local, name, 3) == ["compute001", "compute002", "compute003"]
+        # a second setup is whole again: every node checks its packages, but the baked one
+        result = local("setup", name, timeout=1500)
+        assert result.returncode == 0, result.output
+        ran = tasks_run(local, name)
+        assert "slurm_common : Install SLURM and munge" in ran["compute001"]
+        assert "slurm_common : Install SLURM and munge" not in ran["compute003"]
+        assert "slurm_client : Run slurmd" in ran["compute003"] and "slurm_client : Run slurmd" in ran["compute001"]
 
         # stop --keep-images keeps them and names them
         result = local("stop", name, "--yes", "--keep-images")
