@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elasticcluster import cloud_catalog
-from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config import cloud_keys, schema
 from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, Location, RawConfig, Section, read_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
+from elasticcluster.limits import MAX_NODES
 
 log = logging.getLogger("elasticcluster")
 

@@ -19,8 +19,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config.reader import Section
+from elasticcluster.limits import MAX_NODES
 from elasticcluster.redact import SECRET_KEY_NAME
 
 log = logging.getLogger("elasticcluster")
