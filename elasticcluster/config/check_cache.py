@@ -70,6 +70,7 @@ class CheckCache:
         self.stored: dict[str, list] = {}
         self.used: dict[str, list] = {}
         self.rule_texts: dict[int, tuple[dict, str]] = {}
+        self.rules_texts: dict[tuple, str] = {}
         if self.enabled:
             try:
                 with open(self.file, encoding="utf-8") as stream:
@@ -86,9 +87,19 @@ class CheckCache:
             entry = self.rule_texts[id(rule)] = (rule, json.dumps(rule, sort_keys=True, default=repr))
         return entry[1]
 
+    def _rules_text(self, rules: dict) -> str:
+        # sections of a type share their rules: the text of a set of rules is made once (each of
+        # its rules is kept in rule_texts, so no id in the tuple is freed and reused)
+        ident = tuple((name, id(rule)) for name, rule in rules.items())
+        text = self.rules_texts.get(ident)
+        if text is None:
+            text = json.dumps(sorted((name, self._rule_text(rule)) for name, rule in rules.items()))
+            self.rules_texts[ident] = text
+        return text
+
     def _key(self, rules: dict, document: dict, secret: set[str]) -> str:
-        text = json.dumps([os.path.expanduser("~"), sorted((k, self._rule_text(r)) for k, r in rules.items()),
-                           sorted(document.items()), sorted(secret)])
+        text = json.dumps([os.path.expanduser("~"), self._rules_text(rules), sorted(document.items()),
+                           sorted(secret)])
         return hashlib.sha256((self.salt + text).encode()).hexdigest()
 
     def get(self, rules: dict, document: dict, secret: set[str]) -> dict | None:
