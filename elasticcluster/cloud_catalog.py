@@ -11,13 +11,21 @@ compute providers; its keys then go to the driver as they are.
 ``drivers/_conventions.toml`` holds what libcloud's drivers call the
 ``create_node`` arguments we fill (key pair, user data, tags...), for every
 family whose own file does not say.
+
+What the files hold is kept in ``$XDG_CACHE_HOME/elasticcluster/mappings.json``
+by each file's path, size and mtime, so that loading a configuration does not
+import and run the TOML parser (a tenth of a cold ``list-templates``) while
+the files are unchanged; ``ELASTICCLUSTER_NO_DRIVER_CACHE=1`` parses them
+afresh.
 """
 from __future__ import annotations
 
 import difflib
-import tomllib
+import json
+import os
 from dataclasses import dataclass, field, replace
 from functools import cache
+from pathlib import Path
 
 from elasticcluster.redact import SECRET_KEY_NAME
 from elasticcluster.resources import bundled_dir
@@ -93,9 +101,62 @@ class CloudFamily:
         return bool(SECRET_KEY_NAME.search(key))
 
 
-def _load_family(path) -> CloudFamily:
+@cache
+def _parsed_store() -> dict:
+    """The files parsed before: path -> {"stamp": [size, mtime], "data": ...}."""
+    if os.environ.get("ELASTICCLUSTER_NO_DRIVER_CACHE"):
+        return {}
+    try:
+        with open(_parsed_path(), encoding="utf-8") as stream:
+            data = json.load(stream)
+        return dict(data["files"]) if data.get("format") == 1 else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _parsed_path() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "elasticcluster" / "mappings.json"
+
+
+def _read_toml(path) -> dict:
+    """What the mapping file ``path`` holds: kept from an earlier run while it is unchanged."""
+    st = os.stat(path)
+    stamp = [st.st_size, st.st_mtime_ns]
+    store = _parsed_store()
+    entry = store.get(str(path))
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("data"), dict):
+        return entry["data"]
+    import tomllib
+
     with open(path, "rb") as stream:
         data = tomllib.load(stream)
+    try:
+        plain = json.loads(json.dumps(data)) == data  # (a TOML date would not come back)
+    except (TypeError, ValueError):
+        plain = False
+    if plain and not os.environ.get("ELASTICCLUSTER_NO_DRIVER_CACHE"):
+        store[str(path)] = {"stamp": stamp, "data": data}
+        _save_parsed(store)
+    return data
+
+
+def _save_parsed(store: dict) -> None:
+    import tempfile
+
+    target = _parsed_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-mappings-")
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump({"format": 1, "files": store}, stream)
+        os.replace(tmp, target)
+    except OSError:
+        pass
+
+
+def _load_family(path) -> CloudFamily:
+    data = _read_toml(path)
     head = data.get("provider", {})
     keys = {}
     for name, spec in data.get("keys", {}).items():
@@ -150,8 +211,7 @@ def mapped_families() -> dict[str, CloudFamily]:
 @cache
 def conventions() -> dict:
     """``drivers/_conventions.toml``: libcloud's usual names of the arguments we fill."""
-    with open(bundled_dir("drivers") / "_conventions.toml", "rb") as stream:
-        return tomllib.load(stream)
+    return _read_toml(bundled_dir("drivers") / "_conventions.toml")
 
 
 @cache

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from elasticcluster.exceptions import ElasticClusterError, NodeNotFound, UsageError
+from elasticcluster.limits import MAX_NODES
 from elasticcluster.store import CLUSTER_NAME_RE, MemRepository, check_cluster_name
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "Node", "check_cluster_name", "CLUSTER_NAME_RE", "KIND_RE", "MAX_NODES",
            "parse_node_counts", "use_operations"]
 
-#: the most nodes a cluster holds (the node names have room for more, but no cloud quota does)
-MAX_NODES = 10000
 #: kinds become host names: letters, digits, '-' and (for ElastiCluster 1.3 configs) '_'
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _INDEX_RE = re.compile(r"[0-9]{3,}")

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-import typing
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -157,6 +156,8 @@ def _type_of_annotation(annotation) -> tuple[str | None, str]:
         return None, ""
     if isinstance(annotation, str):
         return _type_of_text(annotation)
+    import typing  # only when a driver's signature is read afresh
+
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
     if origin is typing.Union:

@@ -17,9 +17,7 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +174,9 @@ def _read(cache_file: Path, signature: list) -> TemplateReport | None:
 
 def _write(cache_file: Path, signature: list, report: TemplateReport, env_names: list[str],
            consulted: list[str]) -> None:
+    import secrets
+    import tempfile
+
     salt = secrets.token_hex(16)
     data = {
         "format": CACHE_FORMAT,

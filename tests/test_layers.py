@@ -75,7 +75,7 @@ def test_no_import_loops():
 def test_the_model_and_the_store_import_no_layer_above_them():
     edges = graph()
     below = {"elasticcluster.exceptions", "elasticcluster.store", "elasticcluster.cluster",
-             "elasticcluster.paths", "elasticcluster.tags", "elasticcluster"}
+             "elasticcluster.paths", "elasticcluster.tags", "elasticcluster.limits", "elasticcluster"}
     for module in ("elasticcluster.cluster", "elasticcluster.store"):
         assert reachable(edges, module) <= below, (module, reachable(edges, module) - below)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 
 from elasticcluster.cli import commands
-from elasticcluster.cluster import parse_node_counts
 from elasticcluster.exceptions import UsageError
 
 
 def node_counts(text: str) -> dict[str, int]:
     """Parse ``N1:KIND1[,N2:KIND2,...]`` (``--nodes``, ``-a``, ``-r``) for argparse."""
+    from elasticcluster.cluster import parse_node_counts  # the model only when a count is given
+
     try:
         return parse_node_counts(text)
     except UsageError as err:

@@ -62,14 +62,17 @@ def _constructor_guess(family: CloudFamily, values: dict) -> dict:
 
 def cloud_driver(section: Section, family: CloudFamily, values: dict) -> CloudDriver:
     """What the driver of a checked cloud section takes; problems name file, line and key."""
-    from elasticcluster.cloud import driver_class
-
     provider = values.get("provider", "")
     found = CloudDriver()
     args = _constructor_guess(family, values)
+
+    def load_class():  # only for a driver not read before (elasticcluster.cloud needs libcloud's names)
+        from elasticcluster.cloud import driver_class
+
+        return driver_class(provider, family)
+
     try:
-        info = driver_info.driver_for(provider, family.driver, args,
-                                      lambda: driver_class(provider, family))
+        info = driver_info.driver_for(provider, family.driver, args, load_class)
     except ConfigurationError as err:
         key = "driver" if "driver" in section.values else "provider"
         found.problems.append(f"{section.locate(key)} {str(err).removeprefix(key + ' ')}"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elasticcluster import cloud_catalog
-from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config import cloud_keys, schema
 from elasticcluster.config.reader import DEFAULT_CONFIG_PATH, Location, RawConfig, Section, read_config
 from elasticcluster.exceptions import ConfigurationError, UsageError
+from elasticcluster.limits import MAX_NODES
 
 log = logging.getLogger("elasticcluster")
 
@@ -189,8 +189,13 @@ class Config:
 
 def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
     """Read, check and link the configuration at ``path`` (and ``path.d/``)."""
+    from elasticcluster.config.check_cache import CheckCache
+
     raw = read_config(Path(path).expanduser())
-    return _Linker(raw, Path(path).expanduser()).link()
+    cache = CheckCache(Path(path))
+    config = _Linker(raw, Path(path).expanduser(), cache).link()
+    cache.save()
+    return config
 
 
 def cloud_section(name: str, values: dict[str, object], where: str = "<python>") -> CloudSpec:
@@ -240,9 +245,11 @@ def _ssh_to_kind(section: Section, ssh_to: str | None, declared: set[str], probl
 
 
 class _Linker:
-    def __init__(self, raw: RawConfig, path: Path):
+    def __init__(self, raw: RawConfig, path: Path, cache=None):
         self.raw = raw
         self.path = path
+        #: the sections cerberus found valid before (``check_cache.CheckCache``), or None
+        self.cache = cache
         self.checked: dict[tuple[str, str], schema.Checked] = {}
         self.drivers: dict[str, cloud_keys.CloudDriver] = {}
         self.warned: set[str] = set()
@@ -282,7 +289,7 @@ class _Linker:
     def _check(self, section: Section, **rules) -> schema.Checked:
         key = (section.type, section.name)
         if key not in self.checked:
-            self.checked[key] = schema.check_section(section, **rules)
+            self.checked[key] = schema.check_section(section, cache=self.cache, **rules)
         return self.checked[key]
 
     def _check_cloud(self, section: Section) -> tuple[schema.Checked, cloud_catalog.CloudFamily | None]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +86,8 @@ def deploy_default_config(path: Path) -> bool:
 
     Returns True when it wrote the file.
     """
+    import shutil
+
     from elasticcluster.resources import default_config_template
 
     if path.exists() or path.with_name(path.name + ".d").is_dir():

@@ -4,6 +4,11 @@
 their types, fills defaults, renames deprecated keys (with a warning), warns
 about unknown keys and returns one message per problem, each naming the
 file, line, section and key, what is wrong and what is expected.
+
+cerberus validates every section; a section it found valid is remembered in
+the check cache (``check_cache``) by a salted digest of its rules and values,
+so that an unchanged valid section is not validated again and cerberus is
+imported only when some section is new, changed or invalid.
 """
 from __future__ import annotations
 
@@ -14,10 +19,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import cerberus
-
-from elasticcluster.cluster import MAX_NODES
 from elasticcluster.config.reader import Section
+from elasticcluster.limits import MAX_NODES
+from elasticcluster.redact import SECRET_KEY_NAME
 
 log = logging.getLogger("elasticcluster")
 
@@ -27,35 +31,41 @@ _FALSE = {"no", "false", "off", "0", "n"}
 KIND = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
-class _Validator(cerberus.Validator):
-    """cerberus with the coercions config values need."""
+@functools.cache
+def _validator_class():
+    """cerberus's Validator with the coercions config values need (cerberus is imported here,
+    on first use: a configuration whose sections are all in the check cache never needs it)."""
+    import cerberus
 
-    def _normalize_coerce_integer(self, value):
-        return int(str(value).strip())
+    class _Validator(cerberus.Validator):
+        def _normalize_coerce_integer(self, value):
+            return int(str(value).strip())
 
-    def _normalize_coerce_number(self, value):
-        return float(str(value).strip())
+        def _normalize_coerce_number(self, value):
+            return float(str(value).strip())
 
-    def _normalize_coerce_boolean(self, value):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError("not a yes/no value")
+        def _normalize_coerce_boolean(self, value):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("not a yes/no value")
 
-    def _normalize_coerce_path(self, value):
-        return os.path.expanduser(str(value).strip())
+        def _normalize_coerce_path(self, value):
+            return os.path.expanduser(str(value).strip())
 
-    def _normalize_coerce_strip(self, value):
-        return str(value).strip()
+        def _normalize_coerce_strip(self, value):
+            return str(value).strip()
 
-    def _normalize_coerce_list(self, value):
-        if isinstance(value, list):
-            return value
-        return [item.strip() for item in str(value).split(",") if item.strip()]
+        def _normalize_coerce_list(self, value):
+            if isinstance(value, list):
+                return value
+            return [item.strip() for item in str(value).split(",") if item.strip()]
+
+    return _Validator
 
 
 def _rule(kind: str, expect: str, **extra) -> dict:
@@ -214,23 +224,54 @@ _LOCATION = _rule("string", "a location (region, zone) id or name of the cloud, 
 
 
 _ANY_STRING = _rule("string", "a value")
-#: validators by the identity of their rules: making one validates its schema, which costs
-#: far more than validating a section (rules are module constants or cached per cloud family;
-#: each entry keeps its schema, so no rule it names can be freed and its id reused)
-_VALIDATORS: dict[tuple, tuple[_Validator, dict]] = {}
+#: the rules cerberus has checked, by identity: id(rule) -> (rule, cerberus's expanded form of it).
+#: Checking a schema (``DefinitionSchema``) costs far more than validating a section with it, and
+#: cerberus checks it again on every ``validate`` unless the validator holds an
+#: ``UnvalidatedSchema``: so each rule is checked once per process (rules are module constants or
+#: cached per cloud family, and each entry keeps its rule, so no id is freed and reused) and
+#: sections are validated against schemas assembled from checked rules.
+_CHECKED: dict[int, tuple[dict, dict]] = {}
 
 
-def _validator(schema: dict) -> _Validator:
-    key = tuple(sorted((name, id(rule)) for name, rule in schema.items()))
-    if key not in _VALIDATORS:
-        _VALIDATORS[key] = (_Validator(schema), schema)
-    return _VALIDATORS[key][0]
+def _check_rules(rules: dict) -> None:
+    """Have cerberus check (and expand) those of ``rules`` it has not checked yet, in one schema:
+    a wrong rule raises cerberus's SchemaError here, as making a validator with it would."""
+    new = {name: rule for name, rule in rules.items() if id(rule) not in _CHECKED}
+    if new:
+        from cerberus.schema import DefinitionSchema
+
+        checked = DefinitionSchema(_section_validator(), new)
+        for name, rule in new.items():
+            _CHECKED[id(rule)] = (rule, checked[name])
+
+
+@functools.cache
+def _section_validator():
+    """The one validator of every section: its schema is set before each use."""
+    return _validator_class()()
+
+
+def _validate(document: dict, full: dict, schema: dict, patterns, passthrough: bool):
+    """cerberus's result for ``document``: (values, {key: (errors, rule)})."""
+    from cerberus.schema import UnvalidatedSchema
+
+    # the section type's pattern rules are checked with its fixed ones, the first time it is seen
+    _check_rules({**schema, **{f"~{i}": rule for i, (_, rule) in enumerate(patterns)},
+                  **({"~": _ANY_STRING} if passthrough else {})})
+    _check_rules(full)
+    validator = _section_validator()
+    validator.schema = UnvalidatedSchema({key: _CHECKED[id(rule)][1] for key, rule in full.items()})
+    validator.validate(document)
+    values = dict(validator.document)
+    tree = validator.document_error_tree
+    return values, {key: (node.errors, full[key]) for key, node in tree.descendants.items()}
 
 
 def check_section(section: Section, schema: dict, patterns=(), renamed=None, obsolete=None,
                   is_secret=lambda key: False, passthrough: bool = False,
-                  env_fallback: dict[str, tuple[str, ...]] | None = None) -> Checked:
-    """Validate ``section`` against ``schema`` (+ keys matching ``patterns``)."""
+                  env_fallback: dict[str, tuple[str, ...]] | None = None, cache=None) -> Checked:
+    """Validate ``section`` against ``schema`` (+ keys matching ``patterns``); ``cache``: a
+    ``check_cache.CheckCache`` that remembers the sections found valid."""
     checked = Checked(problems=list(section.problems))
     document = dict(section.values)
     for old, new in (renamed or {}).items():
@@ -271,22 +312,16 @@ def check_section(section: Section, schema: dict, patterns=(), renamed=None, obs
         hint = difflib.get_close_matches(key, list(schema), n=1)
         log.warning("%s: unknown key '%s' ignored%s", section.locate(key), key,
                     f" (did you mean '{hint[0]}'?)" if hint else "")
-    # the fixed keys with the section type's validator, each pattern key with its rule's:
-    # a handful of validators serve every section of every template
-    validator = _validator(schema)
-    validator.validate({k: v for k, v in document.items() if k in schema})
-    values = dict(validator.document)
-    tree = validator.document_error_tree
-    errors = {key: (node.errors, schema[key]) for key, node in tree.descendants.items()}
-    for key in document:
-        if key in schema:
-            continue
-        one = _validator({"value": full[key]})
-        if one.validate({"value": document[key]}):
-            values[key] = one.document["value"]
-        else:
-            values[key] = (one.document or {}).get("value", document[key])
-            errors[key] = (one.document_error_tree.descendants["value"].errors, full[key])
+    # one validation of the whole section, the fixed keys and the pattern keys together, unless
+    # cerberus found this very section valid before (the check cache)
+    secret = {key for key in document
+              if is_secret(key) or key in section.from_env or SECRET_KEY_NAME.search(key)}
+    values = cache.get(full, document, secret) if cache is not None else None
+    errors: dict = {}
+    if values is None:
+        values, errors = _validate(document, full, schema, patterns, passthrough)
+        if not errors and not checked.problems and cache is not None:
+            cache.put(full, document, secret, values)
     checked.values = values
     for key in sorted(errors):
         checked.problems.append(_message(section, key, *errors[key], document.get(key), is_secret(key),
