@@ -653,6 +653,14 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
     whole = not extra_args  # not a part of the setup (--tags ...)
     if limit:
         extra_args = [*extra_args, "--limit", ",".join(limit)]
+    fingerprint = provider.fingerprint() if hasattr(provider, "fingerprint") else None
+    if new is not None and hasattr(provider, "fingerprint") and (
+            fingerprint is None or cluster.extra.get("setup_fingerprint") != fingerprint):
+        # the playbooks or the setup's settings changed since the last whole setup (or it is
+        # not known): every node needs the whole setup, not only to learn of the new nodes
+        events.progress("the playbooks or the setup's settings changed since the last whole setup (or it is "
+                        "not recorded): every node gets the whole setup")
+        new = None
     if new is not None:
         full = sorted({*new, *(n.name for n in cluster.get_all_nodes() if not n.extra.get("set_up"))})
         extra_args = [*extra_args, "-e", json.dumps({"elasticcluster_new_nodes": full})]
@@ -671,6 +679,8 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
         where = f"; Ansible's output: {run.log_path}" if run.log_path else ""
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
+    if whole and limit is None and new is None and fingerprint is not None:
+        cluster.extra["setup_fingerprint"] = fingerprint  # every node had the whole setup of it
     _mark_set_up(cluster, limit)
     if whole:
         _bake_after_first_setup(cluster, events)

@@ -34,7 +34,8 @@ log = logging.getLogger("elasticcluster")
 
 PLUGINS = Path(__file__).resolve().parent / "ansible_plugins"
 
-__all__ = ["AnsibleSetupProvider", "Listener", "PlaybookRun", "SetupFailed", "SetupSpec", "run_playbook"]
+__all__ = ["AnsibleSetupProvider", "Listener", "PlaybookRun", "SetupFailed", "SetupSpec", "run_playbook",
+           "setup_fingerprint"]
 
 
 @dataclass
@@ -106,6 +107,38 @@ def mitogen_strategy_path() -> str:
         raise ConfigurationError("ansible_strategy = mitogen_*: mitogen is not installed "
                                  "(pip install mitogen)") from None
     return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+
+
+#: a playbook folder with more files than this (a playbook kept in a home folder...) is not
+#: digested: every change of nodes then gets the whole setup
+FINGERPRINT_MAX_FILES = 5000
+
+
+def setup_fingerprint(spec: SetupSpec) -> str | None:
+    """A digest of what decides a node's whole setup apart from the list of nodes: every file
+    of the playbook's folder (roles, group_vars...), the groups and variables of each kind, the
+    setup section's settings and how to become root. Nodes set up under one digest need only
+    learn of new nodes while it holds; when it changed, every node needs the whole setup.
+    None: not known (a folder of more than FINGERPRINT_MAX_FILES files)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    playbook = Path(spec.playbook or default_playbook()).expanduser()
+    digest.update(json.dumps({"playbook": str(playbook), "groups": spec.groups, "kind_vars": spec.kind_vars,
+                              "global_vars": spec.global_vars, "settings": spec.settings,
+                              "become": [spec.become, spec.become_user]},
+                             sort_keys=True, default=str).encode())
+    if playbook.parent.is_dir():
+        files = []
+        for path in playbook.parent.rglob("*"):
+            if len(files) > FINGERPRINT_MAX_FILES:
+                return None
+            if "__pycache__" not in path.parts and path.is_file():
+                files.append(path)
+        for path in sorted(files):
+                digest.update(str(path.relative_to(playbook.parent)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def ansible_playbook() -> str:
@@ -256,6 +289,10 @@ class AnsibleSetupProvider:
                             listener=listener)
 
     failure_report = staticmethod(failure_report)
+
+    def fingerprint(self) -> str:
+        """What decides a node's whole setup apart from the list of nodes (``setup_fingerprint``)."""
+        return setup_fingerprint(self.spec)
 
     def setup_cluster(self, cluster: Cluster, extra_args: list[str] = ()) -> bool:
         """Run the playbook (idempotent); True when every host succeeded (seed 4.5.9)."""

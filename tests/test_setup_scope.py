@@ -72,25 +72,66 @@ def test_an_image_no_longer_recorded_installs_again(cluster):
     assert "elasticcluster_baked" not in hosts(cluster)[node.name]
 
 
+class Provider:
+    """Stands in for ansible-playbook: these tests look at what the operations give it."""
+
+    def __init__(self, fingerprint="digest-1"):
+        self.seen, self.digest = [], fingerprint
+
+    def run_setup(self, cluster, extra_args, verbosity, listener):
+        from elasticcluster.playbook import PlaybookRun
+
+        self.seen.append(extra_args)
+        return PlaybookRun(returncode=0)
+
+    def fingerprint(self):
+        return self.digest
+
+
 def test_run_setup_names_the_new_nodes_and_those_never_set_up(cluster):
     from elasticcluster import operations
-    from elasticcluster.playbook import PlaybookRun
 
-    seen = []
-
-    class Provider:  # stands in for ansible-playbook: this test looks at what it is given
-        def run_setup(self, cluster, extra_args, verbosity, listener):
-            seen.append(extra_args)
-            return PlaybookRun(returncode=0)
-
-    cluster.setup_provider = Provider()
+    cluster.setup_provider = provider = Provider()
     cluster.repository.save_or_update(cluster)
+    operations._run_setup(cluster, (), operations.Events())  # a whole setup records the digest
+    assert cluster.extra["setup_fingerprint"] == "digest-1"
     for node in cluster.get_all_nodes():
         node.extra["set_up"] = node.name != "compute002"
     operations._run_setup(cluster, (), operations.Events(), new=["compute001"])
-    operations._run_setup(cluster, (), operations.Events())
-    assert seen[0] == ["-e", '{"elasticcluster_new_nodes": ["compute001", "compute002"]}']
-    assert seen[1] == []
+    assert provider.seen == [[], ["-e", '{"elasticcluster_new_nodes": ["compute001", "compute002"]}']]
+
+
+@pytest.mark.parametrize("recorded", [None, "digest-0"])
+def test_when_the_setup_changed_every_node_gets_the_whole_setup(cluster, recorded):
+    from elasticcluster import operations
+
+    cluster.setup_provider = provider = Provider()
+    if recorded:
+        cluster.extra["setup_fingerprint"] = recorded
+    cluster.repository.save_or_update(cluster)
+    said = []
+    operations._run_setup(cluster, (), operations.Events(progress=said.append), new=["compute001"])
+    assert provider.seen == [[]] and "every node gets the whole setup" in said[0]
+    assert cluster.extra["setup_fingerprint"] == "digest-1"
+
+
+def test_the_digest_follows_the_playbooks_and_the_settings(tmp_path):
+    from elasticcluster.inventory import SetupSpec
+    from elasticcluster.playbook import setup_fingerprint
+
+    (tmp_path / "roles").mkdir()
+    (tmp_path / "site.yml").write_text("- hosts: all\n")
+    (tmp_path / "roles" / "r.yml").write_text("a\n")
+    spec = SetupSpec(playbook=str(tmp_path / "site.yml"), groups={"compute": ["slurm_worker"]})
+    first = setup_fingerprint(spec)
+    assert setup_fingerprint(spec) == first
+    (tmp_path / "roles" / "r.yml").write_text("b\n")
+    second = setup_fingerprint(spec)
+    assert second != first
+    spec.global_vars["x"] = "1"
+    assert setup_fingerprint(spec) not in (first, second)
+    bundled = SetupSpec()
+    assert setup_fingerprint(bundled) == setup_fingerprint(SetupSpec())
 
 
 MODULE = re.compile(r"^(\s*)(?:- )?ansible\.builtin\.(apt|dnf|package):", re.M)
