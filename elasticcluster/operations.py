@@ -610,25 +610,30 @@ def _fail_on(outcome, cluster: Cluster, verb: str) -> None:
 
 
 def setup(cluster: Cluster, *, extra_args: list[str] = (), limit: list[str] | None = None,
-          new: list[str] | None = None, events: Events | None = None) -> None:
+          new: list[str] | None = None, full: bool = False, events: Events | None = None) -> None:
     """Run the setup (the template's playbook) on every node, or on the nodes named in
     ``limit``; idempotent. SetupFailed names each failed host, its task and the message.
     The nodes set up are marked so (``node.extra["set_up"]``). With ``new``, only those nodes
-    (and any never set up) get the whole setup; the others only learn of them."""
+    (and any never set up) get the whole setup; the others only learn of them.
+
+    A whole setup of a cluster that nothing changed since its last whole setup (playbooks,
+    settings, nodes, and on every node what the playbook manages: ``converged``) does not
+    run the playbook, unless ``full``."""
     events = events or Events()
     _setup_provider(cluster)
     with _changing(cluster, events, advice=lambda: f"Run `elasticcluster setup {cluster.name}` again"):
         if _unsettled(cluster):
             _reconcile(cluster, _cloud(cluster), events)
-        _run_setup(cluster, extra_args, events, limit=limit, new=new)
+        _run_setup(cluster, extra_args, events, limit=limit, new=new, full=full)
     events.progress(f"Cluster '{cluster.name}' is set up." if limit is None else
                     f"Set up: {', '.join(limit)}.")
 
 
-def setup_succeeds(cluster: Cluster, *, extra_args: list[str] = (), events: Events | None = None) -> bool:
+def setup_succeeds(cluster: Cluster, *, extra_args: list[str] = (), full: bool = False,
+                   events: Events | None = None) -> bool:
     """``setup`` as the seed's ``Cluster.setup()``: True on success, False (logged) on a failed setup."""
     try:
-        setup(cluster, extra_args=extra_args, events=events)
+        setup(cluster, extra_args=extra_args, full=full, events=events)
     except SetupFailed as err:
         log.error("%s", err)
         return False
@@ -643,14 +648,22 @@ def _setup_provider(cluster: Cluster):
 
 
 def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | None = None,
-               new: list[str] | None = None) -> None:
+               new: list[str] | None = None, full: bool = False) -> None:
     """Run the setup on every node (or those named in ``limit``); mark them set up.
 
     ``new``: the nodes that get the whole setup (with those never set up); every other node
     only learns of them (``elasticcluster_learn_only`` in the playbooks: /etc/hosts, known
-    hosts, the scheduler's node list). None: every node gets the whole setup."""
+    hosts, the scheduler's node list). None: every node gets the whole setup. A whole setup
+    of a cluster as its last whole setup left it is skipped unless ``full`` (``converged``)."""
+    from elasticcluster import converged
+
     provider = _setup_provider(cluster)
     whole = not extra_args  # not a part of the setup (--tags ...)
+    key = None
+    if whole and limit is None and new is None and hasattr(provider, "state_key"):
+        key = provider.state_key(cluster)
+        if not full and _unchanged(cluster, key, events):
+            return
     if limit:
         extra_args = [*extra_args, "--limit", ",".join(limit)]
     fingerprint = provider.fingerprint() if hasattr(provider, "fingerprint") else None
@@ -675,15 +688,39 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
     run = provider.run_setup(cluster, extra_args=list(extra_args), verbosity=events.ansible_verbosity,
                              listener=listener)
     if run.returncode != 0:
+        if cluster.extra.get("converged_key"):
+            converged.forget(cluster)  # the next setup runs the playbook, whatever the nodes look like
+            cluster.save()
         report = provider.failure_report(run) or f"ansible-playbook exited with status {run.returncode}"
         where = f"; Ansible's output: {run.log_path}" if run.log_path else ""
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
     if whole and limit is None and new is None and fingerprint is not None:
         cluster.extra["setup_fingerprint"] = fingerprint  # every node had the whole setup of it
+    if key is not None:
+        converged.record(cluster, key, run.manages)
     _mark_set_up(cluster, limit)
     if whole:
         _bake_after_first_setup(cluster, events)
+
+
+def _unchanged(cluster: Cluster, key: str | None, events: Events) -> bool:
+    """True (and said) when every node is as the last whole setup under ``key`` left it."""
+    from elasticcluster import converged
+
+    recorded = bool(cluster.extra.get("converged_key"))
+    if not recorded:
+        return False  # never recorded (a first setup): nothing to say
+    found = converged.check(cluster, key)
+    if found.unchanged:
+        count = found.counts
+        events.progress(f"Nothing the setup manages changed since the last whole setup ({count['files']} "
+                        f"files and folders, {count['services']} services, {count['users']} users and the "
+                        f"installed packages checked on {count['nodes']} nodes): the playbook does not run. "
+                        f"`elasticcluster setup --full {cluster.name}` runs it anyway.")
+        return True
+    events.progress(f"{found.reason}: the whole setup runs.")
+    return False
 
 
 def _mark_set_up(cluster: Cluster, limit: list[str] | None) -> None:

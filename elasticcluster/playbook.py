@@ -52,6 +52,8 @@ class PlaybookRun:
     failures: list[Failure] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     log_path: Path | None = None
+    #: host -> what its tasks wrote, started or made (``converged.Manages``)
+    manages: dict = field(default_factory=dict)
 
 
 class Listener:
@@ -227,6 +229,13 @@ def _read_events(fd: int, run: PlaybookRun, listener: Listener) -> None:
                     run.failures.append(Failure(event["host"], event.get("task", ""), event.get("msg", ""),
                                                 event["status"] == "unreachable"))
                 listener.result(event)
+            elif kind == "manages":
+                from elasticcluster.converged import Manages
+
+                kinds = {"file": "files", "path": "paths", "service": "services", "user": "users"}
+                kind = kinds.get(event.get("what"))
+                if kind and event.get("host") and event.get("name"):
+                    getattr(run.manages.setdefault(event["host"], Manages()), kind).add(event["name"])
             elif kind == "stats":
                 run.stats = event.get("hosts", {})
 
@@ -293,6 +302,14 @@ class AnsibleSetupProvider:
     def fingerprint(self) -> str:
         """What decides a node's whole setup apart from the list of nodes (``setup_fingerprint``)."""
         return setup_fingerprint(self.spec)
+
+    def state_key(self, cluster: Cluster) -> str | None:
+        """The key under which a whole setup's digests of the nodes hold: this fingerprint and
+        the cluster's inventory (``converged.state_key``)."""
+        from elasticcluster.converged import state_key
+        from elasticcluster.inventory import inventory_for
+
+        return state_key(self.fingerprint(), inventory_for(cluster, self.spec))
 
     def setup_cluster(self, cluster: Cluster, extra_args: list[str] = ()) -> bool:
         """Run the playbook (idempotent); True when every host succeeded (seed 4.5.9)."""

@@ -106,7 +106,7 @@ def _loaded(args):
 def setup(args) -> int:
     from elasticcluster import operations
 
-    operations.setup(_loaded(args), extra_args=list(args.extra), events=session.events(args))
+    operations.setup(_loaded(args), extra_args=list(args.extra), full=args.full, events=session.events(args))
     return 0
 
 

@@ -88,8 +88,11 @@ def register(subparsers, common) -> None:
     p.set_defaults(func=commands.autoscale)
 
     p = subparsers.add_parser("setup", parents=[common], help="run Ansible on a cluster again",
-                              usage="%(prog)s [-h] [-v] cluster [-- ANSIBLE_PLAYBOOK_ARGS...]")
+                              usage="%(prog)s [-h] [-v] [--full] cluster [-- ANSIBLE_PLAYBOOK_ARGS...]")
     p.add_argument("cluster", help="name of a started cluster")
+    p.add_argument("--full", action="store_true",
+                   help="run the whole playbook, even if nothing it manages changed since the last "
+                        "whole setup")
     p.set_defaults(func=commands.setup, takes_extra="-- ANSIBLE_PLAYBOOK_ARGS")
 
     for name, text in (("ssh", "connect to the frontend (or -n NODE) with ssh"),

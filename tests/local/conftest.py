@@ -156,11 +156,18 @@ def play_recap(output: str) -> dict[str, dict[str, int]]:
 
 def assert_setup_changes_nothing(local, name: str, nodes: list[str] | None = None,
                                  timeout: float = 1200) -> None:
-    """``elasticcluster -v setup NAME`` again: it succeeds, reaches every node, changes nothing.
+    """``elasticcluster setup NAME`` again finds every node as the last whole setup left it
+    and does not run the playbook; ``elasticcluster -v setup --full NAME`` runs it: it
+    succeeds, reaches every node, changes nothing.
 
     ``nodes``: the node names expected (default: those ``list-nodes`` gives).
     """
-    result = local("-v", "setup", name, timeout=timeout)
+    result = local("setup", name, timeout=timeout)
+    assert result.returncode == 0, result.output
+    assert "Nothing the setup manages changed since the last whole setup" in result.stdout + result.stderr, \
+        result.output
+    assert "setup: " not in result.stderr, result.stderr  # no play ran
+    result = local("-v", "setup", "--full", name, timeout=timeout)
     assert result.returncode == 0, result.output
     counters = play_recap(result.stdout)
     nodes = sorted(nodes or (n["name"] for n in local.nodes(name)))

@@ -7,7 +7,9 @@ and with ``sbatch``, ranks on both compute nodes; a job that can never fit is
 refused at once; ``sacct`` lists her jobs, also after the cluster was paused
 and resumed. A compute node whose slurmd started before the PMIx library
 existed fails MPI steps until a second ``setup`` repairs it; a user taken off
-the list is locked there too. Then a second setup changes nothing, a node
+the list is locked there too. Then a second setup finds every node as it was and does
+not run the playbook (``--full`` runs it and changes nothing), a daemon stopped by hand
+on one node makes the next setup run the playbook, which starts it again, a node
 added by resize joins SLURM, and a node taken away by remove-node leaves it.
 """
 from __future__ import annotations
@@ -196,6 +198,13 @@ def test_slurm_cluster_for_a_research_group(local, home):
         assert "expired" in result.stderr or "not available" in result.stderr, result.output
         # a second setup changes nothing
         assert_setup_changes_nothing(local, NAME, nodes)
+        # a daemon stopped by hand: the next setup sees it on that node and runs the playbook
+        assert local("ssh", NAME, "-n", "compute002", "--", "sudo systemctl stop munge").returncode == 0
+        result = local("setup", NAME, timeout=1200)
+        assert result.returncode == 0, result.output
+        assert "compute002 changed since the last whole setup" in result.stderr, result.output
+        result = local("ssh", NAME, "-n", "compute002", "--", "systemctl is-active munge")
+        assert result.stdout.strip() == "active", result.output
 
         # the frontend restarts (pause and resume): the accounting database kept alice's jobs
         assert local("pause", NAME, "--yes").returncode == 0

@@ -3,6 +3,10 @@
 Writes to the file descriptor named by ELASTICCLUSTER_EVENTS_FD; does nothing without it.
 A play is told of when its first task starts: ``site.yml`` has a play per service, and
 those that match no host of this cluster run no task, so they are not shown.
+
+For each successful task that writes a file, starts a service or makes a user on a host,
+a ``manages`` line names it (``elasticcluster.converged`` digests them after a whole setup).
+Results of tasks delegated to another host are not counted.
 """
 from __future__ import annotations
 
@@ -70,8 +74,25 @@ class CallbackModule(CallbackBase):
                    task=result._task.get_name().strip(), changed=bool(data.get("changed")),
                    msg=str(message)[:_LIMIT], **extra)
 
+    def _manages(self, result):
+        data = result._result
+        if not isinstance(data, dict) or data.get("_ansible_delegated_vars") or "results" in data:
+            return
+        try:
+            from elasticcluster.converged import what_a_result_manages
+
+            found = what_a_result_manages(str(result._task.action), data, dict(result._task.args or {}))
+        except Exception:  # noqa: BLE001 (progress reporting never fails a setup)
+            return
+        if found:
+            self._emit(event="manages", host=result._host.get_name(), what=found[0], name=found[1])
+
     def v2_runner_on_ok(self, result):
+        self._manages(result)
         self._result("ok", result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._manages(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result("ignored" if ignore_errors else "failed", result)
