@@ -17,6 +17,17 @@ DATA = REPO / "tests" / "data"
 COMPAT = REPO.parent / "shared" / "compat" / "elasticluster-1.3"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Two test files run at once (``-n 2 --dist loadgroup`` in setup.cfg: the local cloud's
+    tests spend much of their time waiting for nodes, SLURM and timers). Each file runs whole in
+    one worker, and every file of ``tests/cloud`` in the same one: their "nodes" are this
+    machine (its sshd, its ``/run/elasticcluster-bake``)."""
+    for item in items:
+        parts = Path(str(item.path)).relative_to(REPO).parts
+        group = "tests/cloud" if parts[:2] == ("tests", "cloud") else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @dataclass
 class Result:
     returncode: int

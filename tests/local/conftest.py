@@ -90,9 +90,12 @@ def local(docker_engine, home, tmp_path):
     run.docker = docker_engine
     yield run
     # never leave containers behind, whatever the test did
-    for container in docker_engine.containers.list(all=True, filters={"label": "elasticcluster.managed=1"}):
-        if container.labels.get("elasticcluster.cluster") in started:
-            container.remove(force=True)
+    for name in started:
+        for container in containers_of(docker_engine, name):
+            try:
+                container.remove(force=True)
+            except Exception:  # removed meanwhile
+                pass
     for network in docker_engine.networks.list(filters={"label": "elasticcluster.managed=1"}):
         if network.attrs.get("Labels", {}).get("elasticcluster.cluster") in started:
             try:
@@ -108,6 +111,15 @@ def local(docker_engine, home, tmp_path):
 
 
 def containers_of(docker_engine, cluster: str) -> list:
+    import docker.errors
+
+    # docker-py inspects each container it lists: one removed in between (by the command under
+    # test, or the other test worker) raises NotFound; then list again
+    for _ in range(20):
+        try:
+            return docker_engine.containers.list(all=True, filters={"label": f"elasticcluster.cluster={cluster}"})
+        except docker.errors.NotFound:
+            time.sleep(0.1)
     return docker_engine.containers.list(all=True, filters={"label": f"elasticcluster.cluster={cluster}"})
 
 
