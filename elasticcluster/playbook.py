@@ -78,6 +78,7 @@ def ansible_environment(cluster: Cluster, spec: SetupSpec, *, verbosity: int) ->
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": control_path_dir(),
         "ANSIBLE_CALLBACK_PLUGINS": str(PLUGINS / "callback"),
         "ANSIBLE_CALLBACKS_ENABLED": "elasticcluster_events",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
@@ -91,6 +92,42 @@ def ansible_environment(cluster: Cluster, spec: SetupSpec, *, verbosity: int) ->
     if env.get("ANSIBLE_STRATEGY", "").startswith("mitogen"):
         env["ANSIBLE_STRATEGY_PLUGINS"] = mitogen_strategy_path()
     return env
+
+
+#: the longest path of a Unix socket (sun_path holds 108 bytes with its final NUL)
+_SOCKET_PATH_MAX = 107
+#: what ssh adds to the folder of its control sockets: "/" + Ansible's 10-character hash, and
+#: the "." + 16 random characters of the socket it makes before renaming it
+_CONTROL_NAME = 1 + 10 + 17
+
+
+def control_path_dir() -> str:
+    """The folder of SSH's shared connections (ControlPersist) for Ansible: its default,
+    ``~/.ansible/cp``, unless a socket's path there would not fit a Unix socket (a long HOME:
+    ssh then fails every connection with "too long for Unix domain socket"); then a folder of
+    this user's alone in ``$XDG_RUNTIME_DIR`` or the temporary folder (mode 0700)."""
+    import tempfile
+
+    default = Path.home() / ".ansible" / "cp"
+    if len(os.fsencode(default)) + _CONTROL_NAME <= _SOCKET_PATH_MAX:
+        return str(default)
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp"):
+        if not base:
+            continue
+        folder = Path(base) / f"elasticcluster-ssh-{os.getuid()}"
+        if len(os.fsencode(folder)) + _CONTROL_NAME > _SOCKET_PATH_MAX:
+            continue
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            found = folder.lstat()
+        except OSError:
+            continue
+        import stat
+
+        if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077:
+            return str(folder)
+        log.debug("not using %s for SSH's control sockets: not a private folder of this user", folder)
+    return str(default)  # nothing better: ssh will say why it cannot connect
 
 
 def _text(value) -> str:
