@@ -210,7 +210,13 @@ def test_slurm_cluster_for_a_research_group(local, home):
         assert local("pause", NAME, "--yes").returncode == 0
         result = local("resume", NAME)
         assert result.returncode == 0, result.output
-        result = ssh_as(local, NAME, "alice", key, "sacct -X -n -P -o JobID,State")
+        # (resume returns once the nodes accept SSH: MariaDB and slurmdbd may still be starting)
+        deadline = time.monotonic() + 180
+        while True:
+            result = ssh_as(local, NAME, "alice", key, "sacct -X -n -P -o JobID,State")
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(3)
         assert result.returncode == 0, result.output
         assert {f"{job}|COMPLETED" for job in jobs} <= set(result.stdout.split()), result.output
         wait_idle(local, NAME, computes)
