@@ -659,14 +659,13 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
 
     provider = _setup_provider(cluster)
     whole = not extra_args  # not a part of the setup (--tags ...)
-    key = None
-    if whole and limit is None and new is None and hasattr(provider, "state_key"):
-        key = provider.state_key(cluster)
-        if not full and _unchanged(cluster, key, events):
-            return
+    everything = whole and limit is None and new is None  # every task on every node
+    fingerprint = provider.fingerprint() if hasattr(provider, "fingerprint") else None
+    key = provider.state_key(cluster, fingerprint) if everything and hasattr(provider, "state_key") else None
+    if key is not None and not full and _unchanged(cluster, key, events):
+        return
     if limit:
         extra_args = [*extra_args, "--limit", ",".join(limit)]
-    fingerprint = provider.fingerprint() if hasattr(provider, "fingerprint") else None
     if new is not None and hasattr(provider, "fingerprint") and (
             fingerprint is None or cluster.extra.get("setup_fingerprint") != fingerprint):
         # the playbooks or the setup's settings changed since the last whole setup (or it is
@@ -675,8 +674,8 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
                         "not recorded): every node gets the whole setup")
         new = None
     if new is not None:
-        full = sorted({*new, *(n.name for n in cluster.get_all_nodes() if not n.extra.get("set_up"))})
-        extra_args = [*extra_args, "-e", json.dumps({"elasticcluster_new_nodes": full})]
+        in_full = sorted({*new, *(n.name for n in cluster.get_all_nodes() if not n.extra.get("set_up"))})
+        extra_args = [*extra_args, "-e", json.dumps({"elasticcluster_new_nodes": in_full})]
     if not hasattr(provider, "run_setup"):  # a setup provider of the seed's contract
         if not provider.setup_cluster(cluster):
             raise SetupFailed(f"setup of cluster '{cluster.name}' failed")
@@ -695,7 +694,7 @@ def _run_setup(cluster: Cluster, extra_args, events: Events, limit: list[str] | 
         where = f"; Ansible's output: {run.log_path}" if run.log_path else ""
         raise SetupFailed(f"setup of cluster '{cluster.name}' failed:\n  " + report.replace("\n", "\n  ")
                           + where + f"\nFix it and run `elasticcluster setup {cluster.name}` again")
-    if whole and limit is None and new is None and fingerprint is not None:
+    if whole and limit is None and new is None and fingerprint is not None:  # (new may be None by now)
         cluster.extra["setup_fingerprint"] = fingerprint  # every node had the whole setup of it
     if key is not None:
         converged.record(cluster, key, run.manages)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from elasticcluster.cluster import Cluster
 from elasticcluster.exceptions import ConfigurationError, SetupFailed
-from elasticcluster.inventory import SetupSpec, write_inventory
+from elasticcluster.inventory import SetupSpec, inventory_for, write_inventory
 from elasticcluster.resources import default_playbook
 
 log = logging.getLogger("elasticcluster")
@@ -340,13 +340,12 @@ class AnsibleSetupProvider:
         """What decides a node's whole setup apart from the list of nodes (``setup_fingerprint``)."""
         return setup_fingerprint(self.spec)
 
-    def state_key(self, cluster: Cluster) -> str | None:
-        """The key under which a whole setup's digests of the nodes hold: this fingerprint and
-        the cluster's inventory (``converged.state_key``)."""
+    def state_key(self, cluster: Cluster, fingerprint: str | None) -> str | None:
+        """The key under which a whole setup's digests of the nodes hold: ``fingerprint`` (this
+        provider's) and the cluster's inventory (``converged.state_key``)."""
         from elasticcluster.converged import state_key
-        from elasticcluster.inventory import inventory_for
 
-        return state_key(self.fingerprint(), inventory_for(cluster, self.spec))
+        return state_key(fingerprint, inventory_for(cluster, self.spec))
 
     def setup_cluster(self, cluster: Cluster, extra_args: list[str] = ()) -> bool:
         """Run the playbook (idempotent); True when every host succeeded (seed 4.5.9)."""
