@@ -19,8 +19,10 @@ import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +108,6 @@ def control_path_dir() -> str:
     ``~/.ansible/cp``, unless a socket's path there would not fit a Unix socket (a long HOME:
     ssh then fails every connection with "too long for Unix domain socket"); then a folder of
     this user's alone in ``$XDG_RUNTIME_DIR`` or the temporary folder (mode 0700)."""
-    import tempfile
-
     default = Path.home() / ".ansible" / "cp"
     if len(os.fsencode(default)) + _CONTROL_NAME <= _SOCKET_PATH_MAX:
         return str(default)
@@ -122,8 +122,6 @@ def control_path_dir() -> str:
             found = folder.lstat()
         except OSError:
             continue
-        import stat
-
         if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077:
             return str(folder)
         log.debug("not using %s for SSH's control sockets: not a private folder of this user", folder)
